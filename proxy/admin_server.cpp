@@ -1,0 +1,201 @@
+#include "proxy/admin_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include "metrics/gzip.hpp"
+#include "proxy/header_util.hpp"
+#include "proxy/log.hpp"
+#include "proxy/server.hpp"
+
+namespace gp::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kAdminTimeout = std::chrono::seconds(30);
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+Response text(http::status status, std::string body, const Request& req) {
+  Response res{status, req.version()};
+  res.set(http::field::server, "grayproxy-admin");
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  return res;
+}
+
+json::object route_status(const RouteRuntime& r, const Snapshot& snap) {
+  json::object o;
+  o["name"] = r.config->name;
+  json::object match;
+  match["host"] = r.config->match.host;
+  match["path_prefix"] = r.config->match.path_prefix;
+  if (r.config->match.header)
+    match["header"] = json::object{{"name", r.config->match.header->name},
+                                   {"value", r.config->match.header->value}};
+  o["match"] = std::move(match);
+  o["stable"] = snap.clusters[r.stable].config->name;
+  o["canary"] = r.canary >= 0 ? json::value(snap.clusters[r.canary].config->name) : json::value();
+  o["weight_percent"] = r.live->weight_bp.load(std::memory_order_relaxed) / 100.0;
+  o["configured_weight_percent"] = r.live->configured_weight_bp / 100.0;
+  if (r.config->split) {
+    auto const& s = *r.config->split;
+    json::object split;
+    split["hash_on"] = json::object{
+        {s.hash_on.source == config::KeySource::cookie ? "cookie" : "header", s.hash_on.name}};
+    split["salt"] = s.salt;
+    split["fallback"] = s.fallback == config::Fallback::cookie      ? "cookie"
+                        : s.fallback == config::Fallback::client_ip ? "client_ip"
+                                                                    : "random";
+    o["split"] = std::move(split);
+  }
+  o["rollout"] = r.config->rollout ? json::value("configured") : json::value("idle");
+  return o;
+}
+
+std::string status_json(Server& server) {
+  auto snap = server.snapshot();
+  json::object root;
+  root["version"] = GRAYPROXY_VERSION;
+  root["draining"] = server.draining();
+  root["config"] = snap->config->source;
+  json::array routes;
+  for (auto const& r : snap->routes) routes.push_back(route_status(r, *snap));
+  root["routes"] = std::move(routes);
+  json::array clusters;
+  for (auto const& c : snap->clusters) {
+    json::array eps;
+    for (auto const& a : c.config->endpoints) eps.push_back(json::value(a.str()));
+    clusters.push_back(json::object{{"name", c.config->name}, {"endpoints", std::move(eps)}});
+  }
+  root["clusters"] = std::move(clusters);
+  return json::serialize(root) + "\n";
+}
+
+Response handle(Server& server, const Request& req) {
+  std::string_view target = req.target();
+  if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+
+  auto only_get = [&]() {
+    auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
+    res.set(http::field::allow, "GET, HEAD");
+    return res;
+  };
+
+  if (target == "/metrics") {
+    if (!get) return only_get();
+    std::string body = server.metrics().serialize();
+    bool gzip = false;
+    for_each_token(req[http::field::accept_encoding], [&](std::string_view tok) {
+      if (iequals(tok.substr(0, tok.find(';')), "gzip")) gzip = true;
+    });
+    Response res = text(http::status::ok, gzip ? metrics::gzip(body) : std::move(body), req);
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    if (gzip) res.set(http::field::content_encoding, "gzip");
+    res.set(http::field::vary, "Accept-Encoding");
+    return res;
+  }
+  if (target == "/healthz") {
+    if (!get) return only_get();
+    return text(http::status::ok, "ok\n", req);
+  }
+  if (target == "/ready") {
+    if (!get) return only_get();
+    return server.draining() ? text(http::status::service_unavailable, "draining\n", req)
+                             : text(http::status::ok, "ready\n", req);
+  }
+  if (target == "/status") {
+    if (!get) return only_get();
+    Response res = text(http::status::ok, status_json(server), req);
+    res.set(http::field::content_type, "application/json");
+    return res;
+  }
+  return text(http::status::not_found, "not found\n", req);
+}
+
+asio::awaitable<void> admin_session(Server& server, tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024);
+    stream.expires_after(kAdminTimeout);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+    if (ec == http::error::end_of_stream) break;
+    if (ec) {
+      if (ec != beast::error::timeout) {
+        Request dummy;
+        dummy.version(11);
+        dummy.keep_alive(false);
+        auto res = text(http::status::bad_request, "bad request\n", dummy);
+        co_await http::async_write(stream, res, use_tuple);
+      }
+      break;
+    }
+    Request req = parser.release();
+    Response res = handle(server, req);
+    if (req.method() == http::verb::head) res.body().clear();  // keeps Content-Length
+    const bool keep = res.keep_alive();
+    auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+    if (wec || !keep) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> admin_accept(Server& server, tcp::acceptor& acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), admin_session(server, std::move(socket)),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+AdminServer::AdminServer(Server& server, const config::Admin& config)
+    : server_(server), acceptor_(ioc_) {
+  auto results = tcp::resolver(ioc_).resolve(config.address.host,
+                                             std::to_string(config.address.port),
+                                             tcp::resolver::passive | tcp::resolver::numeric_service);
+  auto endpoint = results.begin()->endpoint();
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen();
+}
+
+AdminServer::~AdminServer() { stop(); }
+
+void AdminServer::start() {
+  asio::co_spawn(ioc_, admin_accept(server_, acceptor_), asio::detached);
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void AdminServer::stop() {
+  if (!thread_.joinable()) return;
+  ioc_.stop();
+  thread_.join();
+}
+
+}  // namespace gp::proxy

@@ -1,0 +1,47 @@
+// Structured one-line logging (logfmt) to stderr. Each line is written with a single
+// write(2), so lines from different workers never interleave.
+#pragma once
+
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace gp::proxy::log {
+
+enum class Level { debug, info, warn, error };
+
+void set_min_level(Level level);
+bool enabled(Level level);
+void write(Level level, std::string_view line);
+
+// Builds "ts=... level=... msg="..." key=value ..." and writes it when destroyed.
+class Line {
+ public:
+  Line(Level level, std::string_view msg);
+  ~Line();
+  Line(const Line&) = delete;
+  Line& operator=(const Line&) = delete;
+
+  template <class T>
+  Line& kv(std::string_view key, const T& value) {
+    if (active_) {
+      std::ostringstream v;
+      v << value;
+      add(key, v.str());
+    }
+    return *this;
+  }
+
+ private:
+  void add(std::string_view key, std::string_view value);
+  Level level_;
+  bool active_;
+  std::string out_;
+};
+
+inline Line debug(std::string_view msg) { return Line(Level::debug, msg); }
+inline Line info(std::string_view msg) { return Line(Level::info, msg); }
+inline Line warn(std::string_view msg) { return Line(Level::warn, msg); }
+inline Line error(std::string_view msg) { return Line(Level::error, msg); }
+
+}  // namespace gp::proxy::log

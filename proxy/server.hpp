@@ -1,0 +1,54 @@
+// The process: workers, the published snapshot, the admin listener and signals.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "metrics/metrics.hpp"
+#include "proxy/snapshot.hpp"
+
+namespace gp::proxy {
+
+class Worker;
+class AdminServer;
+
+class Server {
+ public:
+  // config_path may be empty (demo): SIGHUP then has nothing to re-read.
+  Server(config::Config config, std::string config_path);
+  ~Server();
+
+  // Binds everything, runs until SIGTERM/SIGINT and the drain are over; returns the exit code.
+  int run();
+
+  std::shared_ptr<const Snapshot> snapshot() const;
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  metrics::Metrics& metrics() { return *metrics_; }
+  const config::Config& initial_config() const { return *initial_; }
+  unsigned worker_count() const { return worker_count_; }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+
+  // Re-reads the config file and publishes a new snapshot; false (and the old config
+  // keeps serving) when it is invalid.
+  bool reload();
+
+ private:
+  void publish(std::shared_ptr<const Snapshot> snap);
+
+  std::shared_ptr<const config::Config> initial_;
+  std::string config_path_;
+  unsigned worker_count_;
+  std::unique_ptr<metrics::Metrics> metrics_;
+  mutable std::mutex snapshot_mutex_;  // guards snapshot_; workers read it once per generation
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> draining_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminServer> admin_;
+};
+
+}  // namespace gp::proxy

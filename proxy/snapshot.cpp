@@ -1,0 +1,73 @@
+#include "proxy/snapshot.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace gp::proxy {
+
+namespace {
+
+std::vector<boost::asio::ip::tcp::endpoint> resolve(const config::Cluster& cluster) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::resolver resolver(ioc);
+  std::vector<boost::asio::ip::tcp::endpoint> out;
+  for (auto const& addr : cluster.endpoints) {
+    boost::system::error_code ec;
+    auto results = resolver.resolve(addr.host, std::to_string(addr.port),
+                                    boost::asio::ip::tcp::resolver::numeric_service, ec);
+    if (ec || results.empty())
+      throw config::Error("cluster " + cluster.name + ": cannot resolve " + addr.str() + ": " +
+                          (ec ? ec.message() : std::string("no address")));
+    out.push_back(results.begin()->endpoint());
+  }
+  return out;
+}
+
+int cluster_index(const config::Config& cfg, const std::string& name) {
+  for (std::size_t i = 0; i < cfg.clusters.size(); ++i)
+    if (cfg.clusters[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+}  // namespace
+
+std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
+                                               metrics::Metrics& metrics,
+                                               const Snapshot* previous) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->config = config;
+  const config::Config& cfg = *config;
+
+  snap->clusters.reserve(cfg.clusters.size());
+  for (auto const& c : cfg.clusters) snap->clusters.push_back({&c, resolve(c)});
+
+  snap->routes.reserve(cfg.routes.size());
+  for (auto const& r : cfg.routes) {
+    RouteRuntime rt;
+    rt.config = &r;
+    rt.stable = cluster_index(cfg, r.stable);
+    rt.canary = r.canary.empty() ? -1 : cluster_index(cfg, r.canary);
+    const std::uint32_t yaml_weight = r.split ? r.split->weight_bp : 0;
+    if (r.split) rt.splitter.emplace(*r.split, r.name);
+
+    if (previous) {
+      for (auto const& old : previous->routes)
+        if (old.config->name == r.name && old.live->configured_weight_bp == yaml_weight) {
+          rt.live = old.live;
+          break;
+        }
+    }
+    if (!rt.live) {
+      rt.live = std::make_shared<RouteLive>();
+      rt.live->weight_bp.store(yaml_weight, std::memory_order_relaxed);
+      rt.live->configured_weight_bp = yaml_weight;
+    }
+    rt.stats = &metrics.route(r.name);
+    snap->routes.push_back(std::move(rt));
+  }
+  snap->table.emplace(cfg.routes);
+  snap->unmatched = &metrics.route("none");
+  return snap;
+}
+
+}  // namespace gp::proxy

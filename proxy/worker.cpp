@@ -1,0 +1,106 @@
+#include "proxy/worker.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include "proxy/log.hpp"
+#include "proxy/server.hpp"
+#include "proxy/session.hpp"
+
+namespace gp::proxy {
+
+Worker::Worker(Server& server, unsigned index)
+    : server_(server),
+      index_(index),
+      pool_(ioc_.get_executor(), server.initial_config().limits.max_idle_upstream_per_endpoint),
+      max_connections_(std::max<std::uint32_t>(
+          1, server.initial_config().limits.max_connections / server.worker_count())) {}
+
+metrics::Metrics& Worker::metrics() { return server_.metrics(); }
+
+void Worker::listen(const std::vector<config::Listener>& listeners) {
+  for (auto const& l : listeners) {
+    auto results = tcp::resolver(ioc_).resolve(l.address.host, std::to_string(l.address.port),
+                                               tcp::resolver::passive | tcp::resolver::numeric_service);
+    auto endpoint = results.begin()->endpoint();
+    auto acceptor = std::make_unique<Acceptor>(ioc_.get_executor());
+    acceptor->open(endpoint.protocol());
+    acceptor->set_option(asio::socket_base::reuse_address(true));
+    int one = 1;
+    if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+    acceptor->bind(endpoint);
+    acceptor->listen(asio::socket_base::max_listen_connections);
+    listeners_.push_back({l, std::move(acceptor)});
+  }
+}
+
+void Worker::run() {
+  for (auto& l : listeners_)
+    asio::co_spawn(ioc_, accept_loop(l), asio::detached);
+  thread_ = std::thread([this] {
+    try {
+      ioc_.run();
+    } catch (const std::exception& e) {
+      log::error("worker stopped by an exception").kv("worker", index_).kv("error", e.what());
+    }
+    finished_.store(true, std::memory_order_release);
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+Task<void> Worker::accept_loop(BoundListener& l) {
+  for (;;) {
+    auto [ec, socket] = co_await l.acceptor->async_accept(use_task);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
+      log::warn("accept failed").kv("listener", l.config.name).kv("error", ec.message());
+      // Out of descriptors: back off instead of spinning on the same error.
+      Timer t(ioc_.get_executor());
+      t.expires_after(std::chrono::milliseconds(50));
+      co_await t.async_wait(use_task);
+      continue;
+    }
+    if (sessions_.size() >= max_connections_) {
+      log::warn("connection limit reached, closing new connection")
+          .kv("listener", l.config.name)
+          .kv("limit", max_connections_);
+      continue;  // socket closes here
+    }
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    asio::co_spawn(ioc_, run_session(*this, std::move(socket)), asio::detached);
+  }
+}
+
+void Worker::begin_drain() {
+  asio::post(ioc_, [this] {
+    draining_ = true;
+    for (auto& l : listeners_) {
+      beast::error_code ignored;
+      l.acceptor->close(ignored);
+    }
+    for (auto* s : sessions_) cancel_if_idle(*s);
+    pool_.close_all();
+  });
+}
+
+void Worker::stop() { ioc_.stop(); }
+
+const std::shared_ptr<const Snapshot>& Worker::snapshot() {
+  const auto gen = server_.generation();
+  if (gen != generation_ || !snapshot_) {
+    snapshot_ = server_.snapshot();
+    generation_ = gen;
+    rr_.assign(snapshot_->clusters.size(), index_);  // workers start at different endpoints
+  }
+  return snapshot_;
+}
+
+std::uint32_t Worker::next_rr(int cluster) { return rr_[cluster]++; }
+
+}  // namespace gp::proxy

@@ -1,0 +1,81 @@
+// One worker: an io_context on its own thread with its own SO_REUSEPORT acceptors and
+// upstream pool. Nothing in a worker is shared with another worker.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "config/config.hpp"
+#include "proxy/asio_types.hpp"
+#include "proxy/snapshot.hpp"
+#include "proxy/upstream_pool.hpp"
+#include "routing/split.hpp"
+
+namespace gp::proxy {
+
+class Server;
+class Session;
+
+class Worker {
+ public:
+  Worker(Server& server, unsigned index);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Binds this worker's acceptors (SO_REUSEPORT) on the caller's thread, so a bind error
+  // surfaces at startup; accepting starts with run().
+  void listen(const std::vector<config::Listener>& listeners);
+  void run();   // starts the thread
+  void join();
+  // Posted to the worker: stop accepting, let in-flight requests finish, close idle
+  // keep-alive connections.
+  void begin_drain();
+  void stop();  // hard stop after the drain timeout
+
+  unsigned index() const { return index_; }
+  Executor executor() { return ioc_.get_executor(); }
+  Server& server() { return server_; }
+  metrics::Metrics& metrics();
+  UpstreamPool& pool() { return pool_; }
+  routing::RandomSource& rng() { return rng_; }
+  bool draining() const { return draining_; }
+  // Set once the worker's io_context has run out of work (drain finished).
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+
+  // The current snapshot; refreshed when the server published a new generation.
+  const std::shared_ptr<const Snapshot>& snapshot();
+  // Round-robin position for a cluster of the current snapshot.
+  std::uint32_t next_rr(int cluster);
+
+  void add_session(Session* s) { sessions_.insert(s); }
+  void remove_session(Session* s) { sessions_.erase(s); }
+  std::size_t active_sessions() const { return sessions_.size(); }
+
+ private:
+  struct BoundListener {
+    config::Listener config;
+    std::unique_ptr<Acceptor> acceptor;
+  };
+  Task<void> accept_loop(BoundListener& l);
+
+  Server& server_;
+  unsigned index_;
+  asio::io_context ioc_{1};
+  UpstreamPool pool_;
+  routing::RandomSource rng_;
+  std::vector<BoundListener> listeners_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::uint64_t generation_ = 0;
+  std::vector<std::uint32_t> rr_;
+  std::unordered_set<Session*> sessions_;
+  bool draining_ = false;
+  std::atomic<bool> finished_{false};
+  std::uint32_t max_connections_;
+  std::thread thread_;
+};
+
+}  // namespace gp::proxy

@@ -1,0 +1,190 @@
+// The rollout keys added for the controller: step_weight/max_weight, compare_to_stable as a map,
+// max_error_rate_increase and start_delay, valid and invalid.
+#include <gtest/gtest.h>
+
+#include "config/config.hpp"
+
+namespace gp::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Lines 1-15: a route with a canary and a split; rollout keys go from line 17.
+const std::string kRollout =
+    "listeners: [{name: l, address: 127.0.0.1:8080}]\n"
+    "clusters:\n"
+    "  - name: a\n"
+    "    endpoints: [127.0.0.1:9001]\n"
+    "  - name: b\n"
+    "    endpoints: [127.0.0.1:9002]\n"
+    "routes:\n"
+    "  - name: shop\n"
+    "    stable: a\n"
+    "    canary: b\n"
+    "    split:\n"
+    "      weight: 10\n"
+    "      hash_on: {cookie: uid}\n"
+    "    # rollout below\n"
+    "\n"
+    "    rollout:\n";
+
+Rollout rollout_of(const std::string& keys) {
+  return *parse(kRollout + keys, "t.yaml").routes[0].rollout;
+}
+
+std::string error_of(const std::string& keys) {
+  try {
+    parse(kRollout + keys, "t.yaml");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(RolloutConfig, StepWeightUpToMaxWeightThenPromotion) {
+  EXPECT_EQ(rollout_of("      step_weight: 10\n      max_weight: 50\n").steps_bp,
+            (std::vector<std::uint32_t>{1000, 2000, 3000, 4000, 5000}));
+  // max_weight not a multiple of step_weight: the last step is max_weight itself.
+  EXPECT_EQ(rollout_of("      step_weight: 20\n      max_weight: 50\n").steps_bp,
+            (std::vector<std::uint32_t>{2000, 4000, 5000}));
+  // max_weight defaults to 100.
+  EXPECT_EQ(rollout_of("      step_weight: 25\n").steps_bp,
+            (std::vector<std::uint32_t>{2500, 5000, 7500, 10000}));
+  EXPECT_EQ(rollout_of("      step_weight: 2.5\n      max_weight: 5\n").steps_bp,
+            (std::vector<std::uint32_t>{250, 500}));
+  EXPECT_EQ(rollout_of("      step_weight: 30\n      max_weight: 30\n").steps_bp,
+            (std::vector<std::uint32_t>{3000}));
+  EXPECT_EQ(rollout_of("      step_weight: 0.01\n").steps_bp.size(), 10000u);
+}
+
+TEST(RolloutConfig, ExactlyOneOfStepsOrStepWeight) {
+  EXPECT_EQ(error_of("      steps: [50, 100]\n      step_weight: 10\n"),
+            "t.yaml:18:7: routes[0].rollout.step_weight: expected exactly one of steps or "
+            "step_weight, got both (steps at line 17)");
+  EXPECT_EQ(error_of("      step_weight: 10\n      steps: [50, 100]\n"),
+            "t.yaml:17:7: routes[0].rollout.step_weight: expected exactly one of steps or "
+            "step_weight, got both (steps at line 18)");
+  EXPECT_EQ(error_of("      interval: 1m\n"),
+            "t.yaml:17:7: routes[0].rollout.steps: required key is missing");
+  EXPECT_EQ(error_of("      steps: [50, 100]\n      max_weight: 50\n"),
+            "t.yaml:18:7: routes[0].rollout.max_weight: only goes with step_weight (not with "
+            "steps)");
+  EXPECT_EQ(error_of("      max_weight: 50\n"),
+            "t.yaml:17:7: routes[0].rollout.max_weight: only goes with step_weight (not with "
+            "steps)");
+}
+
+TEST(RolloutConfig, StepWeightRanges) {
+  EXPECT_EQ(error_of("      step_weight: 0\n"),
+            "t.yaml:17:20: routes[0].rollout.step_weight: must be greater than 0, got 0");
+  EXPECT_EQ(error_of("      step_weight: 120\n"),
+            "t.yaml:17:20: routes[0].rollout.step_weight: must be between 0 and 100, got 120");
+  EXPECT_EQ(error_of("      step_weight: 20\n      max_weight: 10\n"),
+            "t.yaml:18:19: routes[0].rollout.max_weight: must be at least step_weight (20), got "
+            "10");
+  EXPECT_EQ(error_of("      step_weight: [10]\n"),
+            "t.yaml:17:20: routes[0].rollout.step_weight: expected a percentage between 0 and "
+            "100 like 10 or 12.5, got a sequence");
+}
+
+TEST(RolloutConfig, CompareToStableBoolOrMap) {
+  const Rollout plain = rollout_of("      steps: [100]\n");
+  EXPECT_FALSE(plain.compare_to_stable);
+  EXPECT_FALSE(plain.max_error_rate_increase);
+  EXPECT_DOUBLE_EQ(plain.confidence, 0.95);
+  EXPECT_EQ(plain.start_delay, 0ms);
+
+  const Rollout on = rollout_of("      steps: [100]\n      compare_to_stable: true\n");
+  EXPECT_TRUE(on.compare_to_stable);
+  EXPECT_DOUBLE_EQ(on.confidence, 0.95);
+
+  const Rollout map =
+      rollout_of("      steps: [100]\n      compare_to_stable: {confidence: 0.99}\n");
+  EXPECT_TRUE(map.compare_to_stable);
+  EXPECT_DOUBLE_EQ(map.confidence, 0.99);
+
+  const Rollout empty_map = rollout_of("      steps: [100]\n      compare_to_stable: {}\n");
+  EXPECT_TRUE(empty_map.compare_to_stable);
+  EXPECT_DOUBLE_EQ(empty_map.confidence, 0.95);
+
+  // The map form and the flat keys mean the same thing, so a reload sees no change.
+  EXPECT_EQ(map, rollout_of("      steps: [100]\n      compare_to_stable: true\n"
+                            "      confidence: 0.99\n"));
+  EXPECT_FALSE(rollout_of("      steps: [100]\n      compare_to_stable: false\n")
+                   .compare_to_stable);
+}
+
+TEST(RolloutConfig, CompareToStableErrors) {
+  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: yes\n"),
+            "t.yaml:18:26: routes[0].rollout.compare_to_stable: expected true, false or a map "
+            "like {confidence: 0.99}, got \"yes\"");
+  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: [0.99]\n"),
+            "t.yaml:18:26: routes[0].rollout.compare_to_stable: expected true, false or a map "
+            "like {confidence: 0.99}, got a sequence");
+  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: {confidense: 0.99}\n"),
+            "t.yaml:18:27: routes[0].rollout.compare_to_stable.confidense: unknown key (expected "
+            "one of: confidence)");
+  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: {confidence: 1}\n"),
+            "t.yaml:18:39: routes[0].rollout.compare_to_stable.confidence: must be between 0.5 "
+            "and 0.9999, got 1");
+  EXPECT_EQ(error_of("      steps: [100]\n      confidence: 0.9\n"
+                     "      compare_to_stable: {confidence: 0.99}\n"),
+            "t.yaml:19:27: routes[0].rollout.compare_to_stable.confidence: duplicate of "
+            "routes[0].rollout.confidence (at line 18); give it once");
+}
+
+TEST(RolloutConfig, MaxErrorRateIncrease) {
+  const Rollout r = rollout_of("      steps: [100]\n      max_error_rate_increase: 0.005\n");
+  EXPECT_EQ(r.max_error_rate_increase, 0.005);
+  EXPECT_TRUE(r.compare_to_stable);  // implied
+  const Rollout both = rollout_of(
+      "      steps: [100]\n      max_error_rate_increase: 0\n"
+      "      compare_to_stable: {confidence: 0.999}\n");
+  EXPECT_EQ(both.max_error_rate_increase, 0.0);
+  EXPECT_DOUBLE_EQ(both.confidence, 0.999);
+
+  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: false\n"
+                     "      max_error_rate_increase: 0.01\n"),
+            "t.yaml:19:7: routes[0].rollout.max_error_rate_increase: needs the comparison with "
+            "stable, but compare_to_stable is false (at line 18)");
+  EXPECT_EQ(error_of("      steps: [100]\n      max_error_rate_increase: -0.1\n"),
+            "t.yaml:18:32: routes[0].rollout.max_error_rate_increase: must be between 0 and 1, "
+            "got -0.1");
+}
+
+TEST(RolloutConfig, StartDelay) {
+  EXPECT_EQ(rollout_of("      steps: [100]\n      start_delay: 2m\n").start_delay, 2min);
+  EXPECT_EQ(rollout_of("      steps: [100]\n      start_delay: 0s\n").start_delay, 0ms);
+  EXPECT_EQ(error_of("      steps: [100]\n      start_delay: soon\n").substr(0, 52),
+            "t.yaml:18:20: routes[0].rollout.start_delay: expecte");
+}
+
+TEST(RolloutConfig, IssueExample) {
+  const Rollout r = rollout_of(
+      "      steps: [1, 5, 10, 25, 50, 100]\n"
+      "      interval: 30s\n"
+      "      min_requests: 50\n"
+      "      max_error_rate: 0.01\n"
+      "      max_error_rate_increase: 0.005\n"
+      "      max_p99_latency: 300ms\n"
+      "      failure_limit: 2\n"
+      "      consecutive_successes: 2\n"
+      "      start_delay: 1m\n"
+      "      compare_to_stable: {confidence: 0.99}\n");
+  Rollout expected;
+  expected.steps_bp = {100, 500, 1000, 2500, 5000, 10000};
+  expected.interval = 30s;
+  expected.min_requests = 50;
+  expected.max_error_rate = 0.01;
+  expected.max_error_rate_increase = 0.005;
+  expected.max_p99_latency = 300ms;
+  expected.failure_limit = 2;
+  expected.consecutive_successes = 2;
+  expected.start_delay = 1min;
+  expected.compare_to_stable = true;
+  expected.confidence = 0.99;
+  EXPECT_EQ(r, expected);
+}
+
+}  // namespace
+}  // namespace gp::config
