@@ -95,7 +95,7 @@ struct Override {
 struct Split {
   std::uint32_t weight_bp = 0;  // percent * 100, in [0, 10000]
   HashOn hash_on;
-  std::string salt;  // defaults to the route name
+  std::string salt;                         // defaults to the route name
   Fallback fallback = Fallback::client_ip;  // cookie when hash_on is a cookie
   std::vector<Override> overrides;
   Duration cookie_ttl = std::chrono::hours(24 * 30);

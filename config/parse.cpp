@@ -276,6 +276,9 @@ class Parser {
       route.mark = m.mark();
       const Value& name = m.need("name");
       route.name = r_.name(name);
+      // Requests that match no route are counted under route="none".
+      if (route.name == "none")
+        r_.fail(name.mark, name.path, "\"none\" is reserved for requests that match no route");
       for (std::size_t i = 0; i < cfg_.routes.size(); ++i)
         if (cfg_.routes[i].name == route.name)
           r_.fail(name.mark, name.path,
@@ -373,10 +376,10 @@ class Parser {
   }
 
   Rollout rollout(const Value& v) {
-    const Map m = r_.map(
-        v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
-            "max_error_rate", "max_error_rate_increase", "max_p99_latency", "failure_limit",
-            "consecutive_successes", "compare_to_stable", "confidence"});
+    const Map m =
+        r_.map(v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
+                   "max_error_rate", "max_error_rate_increase", "max_p99_latency", "failure_limit",
+                   "consecutive_successes", "compare_to_stable", "confidence"});
     Rollout out;
     steps(m, out);
     if (const Value* x = m.find("start_delay")) out.start_delay = r_.duration(*x);
@@ -396,8 +399,9 @@ class Parser {
   void steps(const Map& m, Rollout& out) {
     const Value* step_weight = m.find("step_weight");
     const Value* max_weight = m.find("max_weight");
-    if (max_weight && !step_weight) r_.fail(max_weight->key_mark, max_weight->path,
-                                            "only goes with step_weight (not with steps)");
+    if (max_weight && !step_weight)
+      r_.fail(max_weight->key_mark, max_weight->path,
+              "only goes with step_weight (not with steps)");
     if (step_weight) {
       if (const Value* s = m.find("steps"))
         r_.fail(step_weight->key_mark, step_weight->path,

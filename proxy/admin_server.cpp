@@ -8,6 +8,11 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <openssl/crypto.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "metrics/gzip.hpp"
 #include "proxy/header_util.hpp"
 #include "proxy/log.hpp"
@@ -87,7 +92,23 @@ std::string status_json(Server& server) {
   return json::serialize(root) + "\n";
 }
 
-Response handle(Server& server, const Request& req) {
+Response json_response(http::status status, const json::value& v, const Request& req) {
+  Response res = text(status, json::serialize(v) + "\n", req);
+  res.set(http::field::content_type, "application/json");
+  return res;
+}
+
+// Constant-time comparison of the bearer token, so timing does not leak a prefix.
+bool authorized(const std::string& token, const Request& req) {
+  if (token.empty()) return true;
+  std::string_view auth = req[http::field::authorization];
+  if (!istarts_with(auth, "Bearer ")) return false;
+  auto given = trim(auth.substr(7));
+  return given.size() == token.size() &&
+         CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+Response handle(Server& server, const std::string& token, const Request& req) {
   std::string_view target = req.target();
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
@@ -98,6 +119,23 @@ Response handle(Server& server, const Request& req) {
     return res;
   };
 
+  if (target == "/reload") {
+    if (req.method() != http::verb::post) {
+      auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
+      res.set(http::field::allow, "POST");
+      return res;
+    }
+    if (!authorized(token, req)) {
+      auto res =
+          json_response(http::status::unauthorized, json::object{{"error", "unauthorized"}}, req);
+      res.set(http::field::www_authenticate, "Bearer");
+      return res;
+    }
+    auto result = server.reload();
+    if (result.ok) return json_response(http::status::ok, json::object{{"result", "success"}}, req);
+    return json_response(http::status::bad_request,
+                         json::object{{"result", "failure"}, {"error", result.error}}, req);
+  }
   if (target == "/metrics") {
     if (!get) return only_get();
     std::string body = server.metrics().serialize();
@@ -129,7 +167,7 @@ Response handle(Server& server, const Request& req) {
   return text(http::status::not_found, "not found\n", req);
 }
 
-asio::awaitable<void> admin_session(Server& server, tcp::socket socket) {
+asio::awaitable<void> admin_session(Server& server, const std::string& token, tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
@@ -149,7 +187,7 @@ asio::awaitable<void> admin_session(Server& server, tcp::socket socket) {
       break;
     }
     Request req = parser.release();
-    Response res = handle(server, req);
+    Response res = handle(server, token, req);
     if (req.method() == http::verb::head) res.body().clear();  // keeps Content-Length
     const bool keep = res.keep_alive();
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
@@ -159,14 +197,15 @@ asio::awaitable<void> admin_session(Server& server, tcp::socket socket) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-asio::awaitable<void> admin_accept(Server& server, tcp::acceptor& acceptor) {
+asio::awaitable<void> admin_accept(Server& server, const std::string& token,
+                                   tcp::acceptor& acceptor) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
       if (!acceptor.is_open()) co_return;
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), admin_session(server, std::move(socket)),
+    asio::co_spawn(acceptor.get_executor(), admin_session(server, token, std::move(socket)),
                    asio::detached);
   }
 }
@@ -175,9 +214,18 @@ asio::awaitable<void> admin_accept(Server& server, tcp::acceptor& acceptor) {
 
 AdminServer::AdminServer(Server& server, const config::Admin& config)
     : server_(server), acceptor_(ioc_) {
-  auto results = tcp::resolver(ioc_).resolve(config.address.host,
-                                             std::to_string(config.address.port),
-                                             tcp::resolver::passive | tcp::resolver::numeric_service);
+  if (!config.token_file.empty()) {
+    std::ifstream in(config.token_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!in) throw config::Error(config.token_file + ": cannot read the admin token");
+    token_ = std::string(trim(ss.str()));
+    while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r')) token_.pop_back();
+    if (token_.empty()) throw config::Error(config.token_file + ": the admin token is empty");
+  }
+  auto results =
+      tcp::resolver(ioc_).resolve(config.address.host, std::to_string(config.address.port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service);
   auto endpoint = results.begin()->endpoint();
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -185,10 +233,12 @@ AdminServer::AdminServer(Server& server, const config::Admin& config)
   acceptor_.listen();
 }
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::~AdminServer() {
+  stop();
+}
 
 void AdminServer::start() {
-  asio::co_spawn(ioc_, admin_accept(server_, acceptor_), asio::detached);
+  asio::co_spawn(ioc_, admin_accept(server_, token_, acceptor_), asio::detached);
   thread_ = std::thread([this] { ioc_.run(); });
 }
 

@@ -23,6 +23,7 @@ class AdminServer {
 
  private:
   Server& server_;
+  std::string token_;  // empty: writes are not authenticated
   boost::asio::io_context ioc_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
   std::thread thread_;

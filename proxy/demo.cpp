@@ -70,18 +70,26 @@ DemoUpstreams::~DemoUpstreams() {
   impl_->thread.join();
 }
 
-unsigned short DemoUpstreams::stable_port() const { return impl_->stable.local_endpoint().port(); }
-unsigned short DemoUpstreams::canary_port() const { return impl_->canary.local_endpoint().port(); }
+unsigned short DemoUpstreams::stable_port() const {
+  return impl_->stable.local_endpoint().port();
+}
+unsigned short DemoUpstreams::canary_port() const {
+  return impl_->canary.local_endpoint().port();
+}
 
 config::Config demo_config(const DemoUpstreams& up, const std::string& listen,
                            const std::string& admin) {
   const std::string yaml = R"(workers: 2
-admin: { address: )" + admin + R"( }
+admin: { address: )" + admin +
+                           R"( }
 listeners:
-  - { name: public, address: )" + listen + R"( }
+  - { name: public, address: )" +
+                           listen + R"( }
 clusters:
-  - { name: demo-stable, endpoints: [127.0.0.1:)" + std::to_string(up.stable_port()) + R"(] }
-  - { name: demo-canary, endpoints: [127.0.0.1:)" + std::to_string(up.canary_port()) + R"(] }
+  - { name: demo-stable, endpoints: [127.0.0.1:)" +
+                           std::to_string(up.stable_port()) + R"(] }
+  - { name: demo-canary, endpoints: [127.0.0.1:)" +
+                           std::to_string(up.canary_port()) + R"(] }
 routes:
   - name: demo
     match: { path_prefix: / }
@@ -104,14 +112,24 @@ std::string demo_banner(const config::Config& cfg) {
   const std::string admin = "http://" + cfg.admin.address.str();
   return "grayproxy demo: 20% of users go to the canary.\n"
          "  Requests without a user id are split at random:\n"
-         "    for i in $(seq 10); do curl -s " + url + "/; done\n"
+         "    for i in $(seq 10); do curl -s " +
+         url +
+         "/; done\n"
          "  A user id sticks to one version:\n"
-         "    for i in $(seq 5); do curl -s -H 'x-user-id: alice' " + url + "/; done\n"
+         "    for i in $(seq 5); do curl -s -H 'x-user-id: alice' " +
+         url +
+         "/; done\n"
          "  Force a version:\n"
-         "    curl -s -H 'x-canary: always' " + url + "/\n"
+         "    curl -s -H 'x-canary: always' " +
+         url +
+         "/\n"
          "  Metrics and status:\n"
-         "    curl -s " + admin + "/metrics | grep grayproxy_requests_total\n"
-         "    curl -s " + admin + "/status\n"
+         "    curl -s " +
+         admin +
+         "/metrics | grep grayproxy_requests_total\n"
+         "    curl -s " +
+         admin +
+         "/status\n"
          "  Stop with Ctrl-C.\n";
 }
 

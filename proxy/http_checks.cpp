@@ -11,7 +11,9 @@ namespace http = boost::beast::http;
 
 namespace {
 
-HeadVerdict reject(http::status s, const char* why) { return {s, why}; }
+HeadVerdict reject(http::status s, const char* why) {
+  return {s, why};
+}
 
 // RFC 9110 5.6.2 token characters, used for Host validation of reg-names.
 bool valid_host_char(char c) {
@@ -32,10 +34,10 @@ bool valid_host(std::string_view h) {
 
 HeadVerdict check_request_head(http::request_header<>& head) {
   const unsigned version = head.version();
-  if (version != 10 && version != 11) return reject(http::status::http_version_not_supported,
-                                                     "unsupported HTTP version");
-  if (head.method() == http::verb::connect) return reject(http::status::method_not_allowed,
-                                                          "CONNECT is not supported");
+  if (version != 10 && version != 11)
+    return reject(http::status::http_version_not_supported, "unsupported HTTP version");
+  if (head.method() == http::verb::connect)
+    return reject(http::status::method_not_allowed, "CONNECT is not supported");
   if (head.method() == http::verb::unknown) {
     // Extension methods are fine as long as they are tokens; Beast already checked that.
   }
@@ -58,9 +60,11 @@ HeadVerdict check_request_head(http::request_header<>& head) {
   }
   if (te_fields > 0) {
     if (version == 10) return reject(http::status::bad_request, "Transfer-Encoding in HTTP/1.0");
-    if (!chunked_last) return reject(http::status::bad_request, "Transfer-Encoding not ending in chunked");
+    if (!chunked_last)
+      return reject(http::status::bad_request, "Transfer-Encoding not ending in chunked");
     if (chunked_count > 1) return reject(http::status::bad_request, "chunked applied twice");
-    if (other_codings > 0) return reject(http::status::not_implemented, "unsupported transfer coding");
+    if (other_codings > 0)
+      return reject(http::status::not_implemented, "unsupported transfer coding");
     if (head.count(http::field::content_length) > 0)
       return reject(http::status::bad_request, "both Content-Length and Transfer-Encoding");
   }
@@ -71,7 +75,8 @@ HeadVerdict check_request_head(http::request_header<>& head) {
   std::string_view target = head.target();
   if (target.empty()) return reject(http::status::bad_request, "empty request target");
   if (target == "*") {
-    if (head.method() != http::verb::options) return reject(http::status::bad_request, "'*' target");
+    if (head.method() != http::verb::options)
+      return reject(http::status::bad_request, "'*' target");
   } else if (target.front() != '/') {
     std::string_view rest;
     if (istarts_with(target, "http://"))
@@ -82,7 +87,8 @@ HeadVerdict check_request_head(http::request_header<>& head) {
       return reject(http::status::bad_request, "malformed request target");
     auto slash = rest.find_first_of("/?");
     std::string authority(rest.substr(0, slash));
-    std::string path = slash == std::string_view::npos ? std::string("/") : std::string(rest.substr(slash));
+    std::string path =
+        slash == std::string_view::npos ? std::string("/") : std::string(rest.substr(slash));
     if (path.front() == '?') path.insert(path.begin(), '/');
     if (authority.empty() || authority.find('@') != std::string::npos || !valid_host(authority))
       return reject(http::status::bad_request, "malformed authority in absolute-form target");
@@ -98,7 +104,8 @@ HeadVerdict check_request_head(http::request_header<>& head) {
     return reject(http::status::bad_request, "malformed Host");
 
   // Expect: only 100-continue is defined (RFC 9110 10.1.1).
-  if (head.count(http::field::expect) > 0 && !iequals(trim(head[http::field::expect]), "100-continue"))
+  if (head.count(http::field::expect) > 0 &&
+      !iequals(trim(head[http::field::expect]), "100-continue"))
     return reject(http::status::expectation_failed, "unsupported Expect");
 
   return {};

@@ -13,10 +13,14 @@ std::atomic<Level> g_min_level{Level::info};  // set once at startup
 
 const char* name(Level level) {
   switch (level) {
-    case Level::debug: return "debug";
-    case Level::info: return "info";
-    case Level::warn: return "warn";
-    case Level::error: return "error";
+    case Level::debug:
+      return "debug";
+    case Level::info:
+      return "info";
+    case Level::warn:
+      return "warn";
+    case Level::error:
+      return "error";
   }
   return "?";
 }
@@ -51,8 +55,12 @@ void append_value(std::string& out, std::string_view v) {
 
 }  // namespace
 
-void set_min_level(Level level) { g_min_level.store(level, std::memory_order_relaxed); }
-bool enabled(Level level) { return level >= g_min_level.load(std::memory_order_relaxed); }
+void set_min_level(Level level) {
+  g_min_level.store(level, std::memory_order_relaxed);
+}
+bool enabled(Level level) {
+  return level >= g_min_level.load(std::memory_order_relaxed);
+}
 
 void write(Level, std::string_view line) {
   std::string_view rest = line;

@@ -39,9 +39,17 @@ class Line {
   std::string out_;
 };
 
-inline Line debug(std::string_view msg) { return Line(Level::debug, msg); }
-inline Line info(std::string_view msg) { return Line(Level::info, msg); }
-inline Line warn(std::string_view msg) { return Line(Level::warn, msg); }
-inline Line error(std::string_view msg) { return Line(Level::error, msg); }
+inline Line debug(std::string_view msg) {
+  return Line(Level::debug, msg);
+}
+inline Line info(std::string_view msg) {
+  return Line(Level::info, msg);
+}
+inline Line warn(std::string_view msg) {
+  return Line(Level::warn, msg);
+}
+inline Line error(std::string_view msg) {
+  return Line(Level::error, msg);
+}
 
 }  // namespace gp::proxy::log

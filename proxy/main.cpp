@@ -63,11 +63,16 @@ int main(int argc, char** argv) {
     } else if (arg == "--log-level") {
       auto v = value();
       if (!v) return usage_error("--log-level needs a level");
-      if (*v == "debug") proxy::log::set_min_level(proxy::log::Level::debug);
-      else if (*v == "info") proxy::log::set_min_level(proxy::log::Level::info);
-      else if (*v == "warn") proxy::log::set_min_level(proxy::log::Level::warn);
-      else if (*v == "error") proxy::log::set_min_level(proxy::log::Level::error);
-      else return usage_error("unknown log level " + *v);
+      if (*v == "debug")
+        proxy::log::set_min_level(proxy::log::Level::debug);
+      else if (*v == "info")
+        proxy::log::set_min_level(proxy::log::Level::info);
+      else if (*v == "warn")
+        proxy::log::set_min_level(proxy::log::Level::warn);
+      else if (*v == "error")
+        proxy::log::set_min_level(proxy::log::Level::error);
+      else
+        return usage_error("unknown log level " + *v);
     } else {
       return usage_error("unknown argument " + arg);
     }

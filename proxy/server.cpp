@@ -1,8 +1,10 @@
 #include "proxy/server.hpp"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <thread>
 
 #include "proxy/admin_server.hpp"
@@ -45,24 +47,59 @@ void Server::publish(std::shared_ptr<const Snapshot> snap) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 
-bool Server::reload() {
+void Server::apply_listeners(const std::vector<config::Listener>& added,
+                             const std::vector<config::Listener>& removed) {
+  std::vector<std::vector<std::unique_ptr<Acceptor>>> bound(workers_.size());
+  for (std::size_t w = 0; w < workers_.size(); ++w)
+    for (auto const& l : added) bound[w].push_back(workers_[w]->bind(l));  // throws: all close
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    for (std::size_t i = 0; i < added.size(); ++i)
+      workers_[w]->adopt(added[i], std::move(bound[w][i]));
+    for (auto const& l : removed) workers_[w]->close_listener(l);
+  }
+  for (auto const& l : added)
+    log::info("listening").kv("listener", l.name).kv("address", l.address.str());
+  for (auto const& l : removed)
+    log::info("listener closed").kv("listener", l.name).kv("address", l.address.str());
+}
+
+Server::ReloadResult Server::reload() {
+  std::lock_guard lock(reload_mutex_);
   if (config_path_.empty()) {
     log::warn("reload ignored: no configuration file (demo mode)");
-    return false;
+    return {false, "no configuration file (demo mode)"};
   }
+  if (draining()) return {false, "draining"};
   try {
     auto cfg = std::make_shared<const config::Config>(config::load_file(config_path_));
-    auto snap = build_snapshot(cfg, *metrics_, snapshot().get());
+    auto old = snapshot();
+    auto snap = build_snapshot(cfg, *metrics_, old.get());
+
+    std::vector<config::Listener> added, removed;
+    for (auto const& l : cfg->listeners)
+      if (std::find(old->config->listeners.begin(), old->config->listeners.end(), l) ==
+          old->config->listeners.end())
+        added.push_back(l);
+    for (auto const& l : old->config->listeners)
+      if (std::find(cfg->listeners.begin(), cfg->listeners.end(), l) == cfg->listeners.end())
+        removed.push_back(l);
+    apply_listeners(added, removed);
+
+    if (!(cfg->admin == old->config->admin))
+      log::warn("admin settings changed: they take effect at the next restart");
+    if (cfg->workers != old->config->workers)
+      log::warn("workers changed: it takes effect at the next restart");
+
     publish(std::move(snap));
     metrics_->config_reload(true);
-    log::info("configuration reloaded").kv("file", config_path_);
-    return true;
+    log::info("configuration reloaded").kv("file", config_path_).kv("routes", cfg->routes.size());
+    return {true, ""};
   } catch (const std::exception& e) {
     metrics_->config_reload(false);
     log::error("configuration reload failed, keeping the running configuration")
         .kv("file", config_path_)
         .kv("error", e.what());
-    return false;
+    return {false, e.what()};
   }
 }
 
@@ -70,47 +107,50 @@ int Server::run() {
   publish(build_snapshot(initial_, *metrics_, nullptr));
   metrics_->config_reload(true);
 
-  for (unsigned i = 0; i < worker_count_; ++i) {
+  for (unsigned i = 0; i < worker_count_; ++i)
     workers_.push_back(std::make_unique<Worker>(*this, i));
-    workers_.back()->listen(initial_->listeners);
-  }
+  apply_listeners(initial_->listeners, {});
   admin_ = std::make_unique<AdminServer>(*this, initial_->admin);
   admin_->start();
   for (auto& w : workers_) w->run();
-
-  for (auto const& l : initial_->listeners)
-    log::info("listening").kv("listener", l.name).kv("address", l.address.str());
   log::info("grayproxy started")
       .kv("version", GRAYPROXY_VERSION)
       .kv("workers", worker_count_)
       .kv("admin", initial_->admin.address.str());
 
+  // Signals are handled here, on the main thread, never inside a signal handler.
   boost::asio::io_context main_ioc;
   boost::asio::signal_set signals(main_ioc, SIGINT, SIGTERM, SIGHUP);
+  bool force = false;
+  std::chrono::steady_clock::time_point deadline;
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
           reload();
-          signals.async_wait(on_signal);
-          return;
+        } else if (!draining()) {
+          log::info("shutting down: draining")
+              .kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT")
+              .kv("timeout_ms", snapshot()->config->timeouts.drain.count());
+          deadline = std::chrono::steady_clock::now() + snapshot()->config->timeouts.drain;
+          draining_.store(true, std::memory_order_relaxed);
+          for (auto& w : workers_) w->begin_drain();
+        } else {
+          log::warn("second stop signal: exiting now");
+          force = true;
         }
-        log::info("shutting down: draining").kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        draining_.store(true, std::memory_order_relaxed);
-        for (auto& w : workers_) w->begin_drain();
+        signals.async_wait(on_signal);
       };
   signals.async_wait(on_signal);
-  // Returns after the terminating signal (the handler does not re-arm for it).
-  main_ioc.run();
 
-  const auto deadline = std::chrono::steady_clock::now() + snapshot()->config->timeouts.drain;
-  bool clean = true;
-  for (auto& w : workers_) {
-    while (!w->finished() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (!w->finished()) clean = false;
-  }
-  if (!clean) log::warn("drain timeout reached, closing remaining connections");
+  auto all_finished = [&] {
+    return std::all_of(workers_.begin(), workers_.end(), [](auto& w) { return w->finished(); });
+  };
+  while (!(draining() && (force || all_finished() || std::chrono::steady_clock::now() >= deadline)))
+    main_ioc.run_for(std::chrono::milliseconds(20));
+
+  const bool clean = all_finished();
+  if (!clean) log::warn("drain incomplete, closing remaining connections").kv("forced", force);
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   admin_->stop();

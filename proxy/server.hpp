@@ -32,17 +32,27 @@ class Server {
   unsigned worker_count() const { return worker_count_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
-  // Re-reads the config file and publishes a new snapshot; false (and the old config
-  // keeps serving) when it is invalid.
-  bool reload();
+  // Re-reads the config file and publishes a new snapshot. On any error (unreadable,
+  // invalid, unresolvable, a listener that cannot be bound) nothing changes and the old
+  // config keeps serving; the error text is returned. Safe from any thread.
+  struct ReloadResult {
+    bool ok = false;
+    std::string error;
+  };
+  ReloadResult reload();
 
  private:
   void publish(std::shared_ptr<const Snapshot> snap);
+  // Binds `added` on every worker and hands them over, closes `removed`; throws (with
+  // nothing changed) when an address cannot be bound.
+  void apply_listeners(const std::vector<config::Listener>& added,
+                       const std::vector<config::Listener>& removed);
 
   std::shared_ptr<const config::Config> initial_;
   std::string config_path_;
   unsigned worker_count_;
   std::unique_ptr<metrics::Metrics> metrics_;
+  std::mutex reload_mutex_;            // SIGHUP and POST /reload may race
   mutable std::mutex snapshot_mutex_;  // guards snapshot_; workers read it once per generation
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<std::uint64_t> generation_{0};

@@ -26,6 +26,9 @@ namespace {
 // How long an endpoint that refused a connection is skipped by this worker.
 constexpr auto kEjectFor = std::chrono::seconds(5);
 constexpr std::size_t kRelayBufferBytes = 64 * 1024;
+// More header fields than this is an abuse of the parser and of the upstream (as HAProxy's
+// tune.http.maxhdr and Envoy's max_headers_count, both 100 by default).
+constexpr std::ptrdiff_t kMaxHeaderFields = 100;
 
 metrics::Version metric_version(config::Version v) {
   return v == config::Version::canary ? metrics::Version::canary : metrics::Version::stable;
@@ -100,6 +103,38 @@ class Session {
   void upstream_error(Target const& t, UpstreamError reason) {
     auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
     stats->upstream_error(w_.index(), metric_version(t.version), reason);
+  }
+
+  // Reads a request head into the parser. Beast applies header_limit to each put() on
+  // what is still unparsed, so a head arriving in several reads could exceed it; the
+  // limit is enforced here on the bytes of the whole head.
+  Task<beast::error_code> read_head(http::request_parser<http::buffer_body>& p, std::size_t limit) {
+    std::size_t consumed = 0;
+    for (;;) {
+      if (buffer_.size() > 0) {
+        beast::error_code ec;
+        const std::size_t n = p.put(buffer_.data(), ec);
+        buffer_.consume(n);
+        consumed += n;
+        if (!ec && p.is_header_done()) {
+          if (std::distance(p.get().begin(), p.get().end()) > kMaxHeaderFields)
+            co_return http::error::header_limit;
+          co_return beast::error_code{};
+        }
+        if (ec && ec != http::error::need_more) co_return ec;
+      }
+      if (consumed + buffer_.size() >= limit) co_return http::error::header_limit;
+      auto [ec, n] = co_await down_.async_read_some(
+          buffer_.prepare(std::min<std::size_t>(limit - consumed - buffer_.size(), 16384)),
+          use_task);
+      if (ec) {
+        if (ec == asio::error::eof)
+          co_return consumed + buffer_.size() == 0 ? http::error::end_of_stream
+                                                   : http::error::partial_message;
+        co_return ec;
+      }
+      buffer_.commit(n);
+    }
   }
 
   // Picks an endpoint of the cluster (round robin, skipping ejected ones) and returns a
@@ -185,10 +220,10 @@ Task<bool> Session::serve_one(bool first) {
   req_p.emplace();
   req_p->header_limit(cfg.limits.max_request_header_bytes);
   req_p->body_limit(cfg.limits.max_request_body_bytes ? cfg.limits.max_request_body_bytes
-                                                       : std::numeric_limits<std::uint64_t>::max());
-  down_.expires_after(to.request_header);
+                                                      : std::numeric_limits<std::uint64_t>::max());
+  down_.expires_after(to.request_header);  // one deadline for the whole head
   {
-    auto [ec, n] = co_await http::async_read_header(down_, buffer_, *req_p, use_task);
+    auto ec = co_await read_head(*req_p, cfg.limits.max_request_header_bytes);
     if (ec) {
       if (ec == http::error::header_limit)
         co_return co_await reply_error(target, http::status::request_header_fields_too_large,
@@ -337,15 +372,16 @@ Task<bool> Session::serve_one(bool first) {
                                      "upstream response timeout", start, can_keep_alive,
                                      client_version);
     }
-    const bool protocol = ec.category() == http::make_error_code(http::error::bad_version).category() &&
-                          ec != http::error::end_of_stream && ec != http::error::partial_message;
+    const bool protocol =
+        ec.category() == http::make_error_code(http::error::bad_version).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message;
     upstream_error(target, protocol ? UpstreamError::protocol : UpstreamError::reset);
     log::warn("upstream failed before response")
         .kv("endpoint", up.endpoint)
         .kv("error", ec.message());
     co_return co_await reply_error(target, http::status::bad_gateway,
-                                   protocol ? "invalid upstream response" : "upstream reset",
-                                   start, can_keep_alive && !request_body_started, client_version);
+                                   protocol ? "invalid upstream response" : "upstream reset", start,
+                                   can_keep_alive && !request_body_started, client_version);
   }
 
   // Response head for the client.
@@ -390,9 +426,9 @@ Task<bool> Session::serve_one(bool first) {
     ec = wec;
     side = RelaySide::write;
     if (!ec) {
-      auto r = co_await relay_body(up.conn->stream, up.conn->buffer, *res_p, down_, rsr,
-                                   relay_buf_.get(), kRelayBufferBytes, to.upstream_response,
-                                   to.idle);
+      auto r =
+          co_await relay_body(up.conn->stream, up.conn->buffer, *res_p, down_, rsr,
+                              relay_buf_.get(), kRelayBufferBytes, to.upstream_response, to.idle);
       ec = r.first;
       side = r.second;
     }
@@ -400,20 +436,21 @@ Task<bool> Session::serve_one(bool first) {
   record(target, status, start);
   if (ec) {
     if (side == RelaySide::read) {
-      upstream_error(target, ec == beast::error::timeout ? UpstreamError::timeout
-                                                         : UpstreamError::reset);
+      upstream_error(target,
+                     ec == beast::error::timeout ? UpstreamError::timeout : UpstreamError::reset);
       log::warn("upstream failed during response body")
           .kv("endpoint", up.endpoint)
           .kv("error", ec.message());
     }
     co_return false;  // the client cannot tell a truncated body from a whole one otherwise
   }
-  if (upstream_keep_alive && res_p->is_done())
-    w_.pool().give_back(up.endpoint, std::move(up.conn));
+  if (upstream_keep_alive && res_p->is_done()) w_.pool().give_back(up.endpoint, std::move(up.conn));
   co_return keep_alive;
 }
 
-void cancel_if_idle(Session& s) { s.cancel_if_idle(); }
+void cancel_if_idle(Session& s) {
+  s.cancel_if_idle();
+}
 
 Task<void> run_session(Worker& worker, Socket socket) {
   Session session(worker, std::move(socket));

@@ -51,7 +51,6 @@ struct Snapshot {
 // name whose YAML weight did not change (an operator edit wins, otherwise the live
 // weight carries on). Throws config::Error when an endpoint cannot be resolved.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
-                                               metrics::Metrics& metrics,
-                                               const Snapshot* previous);
+                                               metrics::Metrics& metrics, const Snapshot* previous);
 
 }  // namespace gp::proxy

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace gp::proxy {
@@ -70,7 +71,18 @@ void UpstreamPool::eject(const tcp::endpoint& ep, std::chrono::steady_clock::tim
   ejected_until_[ep] = until;
 }
 
-void UpstreamPool::close_all() { idle_.clear(); }
+void UpstreamPool::retain_only(const std::vector<tcp::endpoint>& endpoints) {
+  std::erase_if(idle_, [&](auto const& entry) {
+    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
+  });
+  std::erase_if(ejected_until_, [&](auto const& entry) {
+    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
+  });
+}
+
+void UpstreamPool::close_all() {
+  idle_.clear();
+}
 
 std::size_t UpstreamPool::idle_count() const {
   std::size_t n = 0;

@@ -35,6 +35,8 @@ class UpstreamPool {
   bool ejected(const tcp::endpoint& ep, std::chrono::steady_clock::time_point now) const;
   void eject(const tcp::endpoint& ep, std::chrono::steady_clock::time_point until);
 
+  // Closes idle connections to endpoints that are no longer configured (after a reload).
+  void retain_only(const std::vector<tcp::endpoint>& endpoints);
   void close_all();
   std::size_t idle_count() const;
 

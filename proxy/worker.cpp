@@ -17,28 +17,50 @@ Worker::Worker(Server& server, unsigned index)
       max_connections_(std::max<std::uint32_t>(
           1, server.initial_config().limits.max_connections / server.worker_count())) {}
 
-metrics::Metrics& Worker::metrics() { return server_.metrics(); }
+metrics::Metrics& Worker::metrics() {
+  return server_.metrics();
+}
 
-void Worker::listen(const std::vector<config::Listener>& listeners) {
-  for (auto const& l : listeners) {
-    auto results = tcp::resolver(ioc_).resolve(l.address.host, std::to_string(l.address.port),
-                                               tcp::resolver::passive | tcp::resolver::numeric_service);
-    auto endpoint = results.begin()->endpoint();
-    auto acceptor = std::make_unique<Acceptor>(ioc_.get_executor());
-    acceptor->open(endpoint.protocol());
-    acceptor->set_option(asio::socket_base::reuse_address(true));
-    int one = 1;
-    if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-      throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
-    acceptor->bind(endpoint);
-    acceptor->listen(asio::socket_base::max_listen_connections);
-    listeners_.push_back({l, std::move(acceptor)});
-  }
+std::unique_ptr<Acceptor> Worker::bind(const config::Listener& l) {
+  auto results =
+      tcp::resolver(ioc_).resolve(l.address.host, std::to_string(l.address.port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service);
+  auto endpoint = results.begin()->endpoint();
+  auto acceptor = std::make_unique<Acceptor>(ioc_.get_executor());
+  acceptor->open(endpoint.protocol());
+  acceptor->set_option(asio::socket_base::reuse_address(true));
+  int one = 1;
+  if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+  beast::error_code ec;
+  acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::system_error(ec, "listener " + l.name + ": cannot listen on " + l.address.str());
+  return acceptor;
+}
+
+void Worker::adopt(const config::Listener& listener, std::unique_ptr<Acceptor> acceptor) {
+  auto bound = std::make_shared<BoundListener>(BoundListener{listener, std::move(acceptor)});
+  asio::post(ioc_, [this, bound] {
+    if (draining_) return;  // closes the acceptor
+    listeners_.push_back(bound);
+    asio::co_spawn(ioc_, accept_loop(bound), asio::detached);
+  });
+}
+
+void Worker::close_listener(const config::Listener& listener) {
+  asio::post(ioc_, [this, listener] {
+    std::erase_if(listeners_, [&](const std::shared_ptr<BoundListener>& l) {
+      if (!(l->config == listener)) return false;
+      beast::error_code ignored;
+      l->acceptor->close(ignored);
+      return true;
+    });
+  });
 }
 
 void Worker::run() {
-  for (auto& l : listeners_)
-    asio::co_spawn(ioc_, accept_loop(l), asio::detached);
   thread_ = std::thread([this] {
     try {
       ioc_.run();
@@ -53,12 +75,12 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-Task<void> Worker::accept_loop(BoundListener& l) {
+Task<void> Worker::accept_loop(std::shared_ptr<BoundListener> l) {
   for (;;) {
-    auto [ec, socket] = co_await l.acceptor->async_accept(use_task);
+    auto [ec, socket] = co_await l->acceptor->async_accept(use_task);
     if (ec) {
-      if (ec == asio::error::operation_aborted || !l.acceptor->is_open()) co_return;
-      log::warn("accept failed").kv("listener", l.config.name).kv("error", ec.message());
+      if (ec == asio::error::operation_aborted || !l->acceptor->is_open()) co_return;
+      log::warn("accept failed").kv("listener", l->config.name).kv("error", ec.message());
       // Out of descriptors: back off instead of spinning on the same error.
       Timer t(ioc_.get_executor());
       t.expires_after(std::chrono::milliseconds(50));
@@ -67,7 +89,7 @@ Task<void> Worker::accept_loop(BoundListener& l) {
     }
     if (sessions_.size() >= max_connections_) {
       log::warn("connection limit reached, closing new connection")
-          .kv("listener", l.config.name)
+          .kv("listener", l->config.name)
           .kv("limit", max_connections_);
       continue;  // socket closes here
     }
@@ -82,14 +104,17 @@ void Worker::begin_drain() {
     draining_ = true;
     for (auto& l : listeners_) {
       beast::error_code ignored;
-      l.acceptor->close(ignored);
+      l->acceptor->close(ignored);
     }
+    listeners_.clear();
     for (auto* s : sessions_) cancel_if_idle(*s);
     pool_.close_all();
   });
 }
 
-void Worker::stop() { ioc_.stop(); }
+void Worker::stop() {
+  ioc_.stop();
+}
 
 const std::shared_ptr<const Snapshot>& Worker::snapshot() {
   const auto gen = server_.generation();
@@ -97,10 +122,16 @@ const std::shared_ptr<const Snapshot>& Worker::snapshot() {
     snapshot_ = server_.snapshot();
     generation_ = gen;
     rr_.assign(snapshot_->clusters.size(), index_);  // workers start at different endpoints
+    std::vector<tcp::endpoint> configured;
+    for (auto const& c : snapshot_->clusters)
+      configured.insert(configured.end(), c.endpoints.begin(), c.endpoints.end());
+    pool_.retain_only(configured);
   }
   return snapshot_;
 }
 
-std::uint32_t Worker::next_rr(int cluster) { return rr_[cluster]++; }
+std::uint32_t Worker::next_rr(int cluster) {
+  return rr_[cluster]++;
+}
 
 }  // namespace gp::proxy

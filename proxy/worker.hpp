@@ -26,10 +26,14 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Binds this worker's acceptors (SO_REUSEPORT) on the caller's thread, so a bind error
-  // surfaces at startup; accepting starts with run().
-  void listen(const std::vector<config::Listener>& listeners);
-  void run();   // starts the thread
+  // Binds an acceptor (SO_REUSEPORT) for this worker on the caller's thread, so a bind
+  // error surfaces at startup or fails a reload before anything changed. Throws.
+  std::unique_ptr<Acceptor> bind(const config::Listener& listener);
+  // Posted to the worker: start accepting on a bound acceptor.
+  void adopt(const config::Listener& listener, std::unique_ptr<Acceptor> acceptor);
+  // Posted to the worker: stop accepting on the listener; its connections finish normally.
+  void close_listener(const config::Listener& listener);
+  void run();  // starts the thread
   void join();
   // Posted to the worker: stop accepting, let in-flight requests finish, close idle
   // keep-alive connections.
@@ -60,14 +64,15 @@ class Worker {
     config::Listener config;
     std::unique_ptr<Acceptor> acceptor;
   };
-  Task<void> accept_loop(BoundListener& l);
+  // Owned by the accept loop's frame; the list only lets drain and reload close them.
+  Task<void> accept_loop(std::shared_ptr<BoundListener> l);
 
   Server& server_;
   unsigned index_;
   asio::io_context ioc_{1};
   UpstreamPool pool_;
   routing::RandomSource rng_;
-  std::vector<BoundListener> listeners_;
+  std::vector<std::shared_ptr<BoundListener>> listeners_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::uint64_t generation_ = 0;
   std::vector<std::uint32_t> rr_;

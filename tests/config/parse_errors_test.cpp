@@ -445,3 +445,20 @@ TEST(LoadFile, MessagesNameTheFile) {
 
 }  // namespace
 }  // namespace gp::config
+
+TEST(ConfigReservedNames, RouteNamedNoneIsRejected) {
+  const std::string yaml =
+      "listeners: [{name: public, address: 127.0.0.1:8080}]\n"
+      "clusters: [{name: a, endpoints: [127.0.0.1:9000]}]\n"
+      "routes:\n"
+      "  - name: none\n"
+      "    stable: a\n";
+  try {
+    gp::config::parse(yaml, "t.yaml");
+    FAIL() << "expected an error";
+  } catch (const gp::config::Error& e) {
+    EXPECT_STREQ(
+        e.what(),
+        "t.yaml:4:11: routes[0].name: \"none\" is reserved for requests that match no route");
+  }
+}

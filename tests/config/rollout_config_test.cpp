@@ -110,8 +110,8 @@ TEST(RolloutConfig, CompareToStableBoolOrMap) {
   // The map form and the flat keys mean the same thing, so a reload sees no change.
   EXPECT_EQ(map, rollout_of("      steps: [100]\n      compare_to_stable: true\n"
                             "      confidence: 0.99\n"));
-  EXPECT_FALSE(rollout_of("      steps: [100]\n      compare_to_stable: false\n")
-                   .compare_to_stable);
+  EXPECT_FALSE(
+      rollout_of("      steps: [100]\n      compare_to_stable: false\n").compare_to_stable);
 }
 
 TEST(RolloutConfig, CompareToStableErrors) {

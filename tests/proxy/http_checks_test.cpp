@@ -46,8 +46,8 @@ TEST(HttpChecks, AcceptsPlainRequests) {
 
 TEST(HttpChecks, RejectsTransferEncodingNotEndingInChunked) {
   for (const char* te : {"xchunked", "gzip", "chunked, gzip", "chunked, chunked", "identity"}) {
-    auto r = parse(std::string("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + te +
-                   "\r\n\r\n");
+    auto r =
+        parse(std::string("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + te + "\r\n\r\n");
     ASSERT_TRUE(r.parsed) << te;
     EXPECT_EQ(r.verdict.status, http::status::bad_request) << te;
   }
@@ -100,8 +100,9 @@ TEST(HttpChecks, RejectsOddTargetsAndMethods) {
 }
 
 TEST(HttpChecks, RejectsUnknownExpectations) {
-  EXPECT_TRUE(parse("PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
-                  .verdict.ok());
+  EXPECT_TRUE(
+      parse("PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+          .verdict.ok());
   EXPECT_EQ(parse("PUT / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n")
                 .verdict.status,
             http::status::expectation_failed);
