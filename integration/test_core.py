@@ -456,6 +456,63 @@ class TestErrors(CoreBase):
             self.assertIn(r.returncode, (18, 52, 56), r.stderr)
         self.assert_serves("after upstream close mid-body")
 
+    def test_502_garbage_response(self):
+        r = self.get("/?garbage=1")
+        self.assertEqual(r.status, 502, r)
+        self.assert_serves("after a non-HTTP upstream response")
+
+    def test_502_response_head_too_large(self):
+        # limits.max_response_header_bytes defaults to 61440.
+        r = self.get("/?big_header=100000")
+        self.assertEqual(r.status, 502, r)
+        self.assert_serves("after an oversized upstream response head")
+
+    def test_502_response_head_too_large_many_fields(self):
+        # Heads made of small fields: ~115 KB in one write, and ~69 KB trickled in 512-byte
+        # writes (a limit applied per read would miss it). Limit: 61440.
+        for q in ("many_headers=1000", "many_headers=600&trickle=1"):
+            r = self.get("/?" + q)
+            self.assertEqual(r.status, 502, "%s: oversized upstream head passed: %d headers, status %d"
+                             % (q, len(r.headers), r.status))
+            self.assert_serves("after an oversized upstream response head (%s)" % q)
+
+    def test_interim_1xx_then_final_response(self):
+        with RawConn(self.listen) as c:
+            c.send(request_bytes("GET", "/early?early=1"))
+            first = c.read_response(skip_1xx=False)
+            final = first if first.status >= 200 else c.read_response()
+            self.assertIn(first.status, (103, 200), first)
+            self.assertEqual(final.status, 200, final)
+            self.assertEqual(final.json()["path"], "/early")
+            g = self.get("/after-early", conn=c)
+            self.assertEqual(g.status, 200)
+
+    def test_ambiguous_response_framing_not_forwarded(self):
+        # Content-Length + Transfer-Encoding: chunked from the upstream. Either reject (502) or
+        # (RFC 9112 6.3) drop Content-Length and use the chunked framing; never pass both on.
+        r = self.get("/?framing=both")
+        if r.status != 502:
+            self.assertEqual(r.status, 200, r)
+            self.assertFalse(r.has("content-length") and r.has("transfer-encoding"), r)
+            self.assertEqual(r.body, b"hello")
+        self.assert_serves("after an ambiguous upstream response")
+
+    def test_close_delimited_upstream_response(self):
+        n = 300000
+        with RawConn(self.listen) as c:
+            r = self.get("/?eof_body=1&bytes=%d" % n, conn=c)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(len(r.body), n)
+            self.assertEqual(hashlib.sha256(r.body).hexdigest(), harness.pattern_sha256(n))
+            if not c.eof and (r.has("content-length") or r.has("transfer-encoding")):
+                # Re-framed for the client: the downstream connection may stay usable.
+                try:
+                    g = self.get("/after-eof-body", conn=c)
+                    self.assertEqual(g.status, 200)
+                except EOFError:
+                    pass
+        self.assert_serves("after a close-delimited upstream response")
+
     def test_504_upstream_response_timeout(self):
         t0 = time.monotonic()
         r = self.get("/?delay_ms=4000")
@@ -534,6 +591,20 @@ class TestErrors(CoreBase):
         self.assertGreater(len(payload), 8192 + 2000)
         self.assert_rejected(payload, 431, "many headers, %d-byte head in one send" % len(payload))
         self.assert_serves("after 431 (many headers)")
+        # The same head trickled in 512-byte writes: the limit is on the whole head.
+        with RawConn(self.listen, timeout=5) as c:
+            try:
+                for i in range(0, len(payload), 512):
+                    c.send(payload[i:i + 512])
+                    time.sleep(0.002)
+            except OSError:
+                pass  # the proxy may answer and close before the head is complete
+            try:
+                r = c.read_response()
+            except (EOFError, ConnectionError) as e:
+                self.fail("trickled oversized head: no response (%r)" % e)
+        self.assertEqual(r.status, 431, "trickled %d-byte head: %r" % (len(payload), r))
+        self.assert_serves("after 431 (trickled head)")
 
 
 class TestTimeoutsAndAborts(CoreBase):
@@ -649,10 +720,33 @@ class TestNoRoute(harness.ProxyTestCase):
         self.assertEqual(r.json()["path"], "/api/items")
         self.assertEqual(harness.upstream_stats(port)["requests"], 1)
 
-    @unittest.skip("503 no healthy endpoint: config validation requires >= 1 endpoint; "
-                   "needs health checking or an admin drain to provoke (added later)")
     def test_503_no_endpoint(self):
-        pass
+        # An endpoint that refuses a connection answers 502 and is then skipped by that
+        # worker for a while; with no endpoint left the cluster answers 503 at once. Both
+        # requests share one keep-alive connection, so they are served by the same worker.
+        up, port = self.start_upstream("v1")
+        dead = harness.free_port()
+        listen, admin = harness.free_port(), harness.free_port()
+        cfg = harness.base_config(
+            listen, admin,
+            clusters=[{"name": "v1", "endpoints": ["127.0.0.1:%d" % port]},
+                      {"name": "gone", "endpoints": ["127.0.0.1:%d" % dead]}],
+            routes=[{"name": "gone", "match": {"path_prefix": "/gone"}, "stable": "gone"},
+                    {"name": "ok", "match": {"path_prefix": "/"}, "stable": "v1"}],
+            state_dir=self.state_dir)
+        self.start_proxy(cfg, listen)
+        with RawConn(listen) as c:
+            c.send(request_bytes("GET", "/gone"))
+            first = c.read_response()
+            self.assertEqual(first.status, 502, first)
+            c.send(request_bytes("GET", "/gone"))
+            second = c.read_response()
+            self.assertEqual(second.status, 503, second)
+            c.send(request_bytes("GET", "/fine"))
+            third = c.read_response()
+            self.assertEqual(third.status, 200, third)
+        err = self.read_proxy_stderr()
+        self.assertIn("upstream connect failed", err)
 
 
 if __name__ == "__main__":

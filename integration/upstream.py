@@ -22,6 +22,13 @@ Behaviour, chosen by the query string of the request target:
   close_next=1     respond normally and keep the connection open, but read the NEXT request
                    on this connection and close without answering it: an upstream that
                    closes an idle connection just as the proxy reuses it
+  garbage=1        answer with bytes that are not HTTP, then close
+  big_header=N     add a response header x-big with an N-byte value
+  many_headers=N   add N response headers x-many-I of 100 bytes each
+  trickle=1        write the response head in 512-byte pieces, 1 ms apart
+  early=1          send "103 Early Hints" before the final response
+  framing=both     answer with both Content-Length and Transfer-Encoding: chunked (ambiguous)
+  eof_body=1       answer with neither Content-Length nor chunked: body delimited by close
   hop=1            add hop-by-hop headers to the response (Connection: x-foo, x-foo,
                    Keep-Alive, Proxy-Connection, Trailer) and an end-to-end x-end: kept
   GET /__stats     {"connections": accepted TCP connections, "requests": requests served}
@@ -232,6 +239,7 @@ class Connection(threading.Thread):
         self.conn_id = self.server.stats.new_connection()
         self.conn_requests = 0
         self.poison_next = False
+        self.trickle = False
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.settimeout(IDLE_TIMEOUT_S)
@@ -321,6 +329,37 @@ class Connection(threading.Thread):
 
         status = int(q.get("status", "200"))
         headers = [("x-upstream", self.server.name), ("x-conn-id", str(self.conn_id))]
+        if "big_header" in q:
+            headers.append(("x-big", "b" * int(q["big_header"])))
+        for i in range(int(q.get("many_headers", "0"))):
+            headers.append(("x-many-%d" % i, "m" * 100))
+        if q.get("early") == "1":
+            self.sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+
+        if q.get("garbage") == "1":
+            self.sock.sendall(b"this is not http\r\n\r\n")
+            time.sleep(0.05)
+            self.sock.close()
+            return False
+        if q.get("framing") == "both":
+            body = b"hello"
+            self.sock.sendall(self.head_bytes(200, headers + [("Content-Length", "5"),
+                                                             ("Transfer-Encoding", "chunked")], keep=True)
+                              + b"5\r\nhello\r\n0\r\n\r\n")
+            time.sleep(0.05)
+            self.sock.close()
+            return False
+        if q.get("eof_body") == "1":
+            n = int(q.get("bytes", "100000"))
+            self.sock.sendall(self.head_bytes(200, headers, keep=True))
+            off = 0
+            while off < n:
+                k = min(CHUNK, n - off)
+                self.sock.sendall(pattern_chunk(off, k))
+                off += k
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.close()
+            return False
         if q.get("hop") == "1":
             headers += [
                 ("Connection", "x-foo"),
@@ -331,6 +370,7 @@ class Connection(threading.Thread):
                 ("x-end", "kept"),
             ]
         chunked = q.get("chunked") == "1"
+        self.trickle = q.get("trickle") == "1"
 
         if close_mode == "mid":
             total = int(q.get("bytes", "1048576"))
@@ -390,6 +430,11 @@ class Connection(threading.Thread):
         if not no_body_status:
             headers = headers + [("Content-Length", str(len(body)))]
         data = self.head_bytes(status, headers, keep)
+        if self.trickle:
+            for i in range(0, len(data), 512):
+                self.sock.sendall(data[i:i + 512])
+                time.sleep(0.001)
+            data = b""
         if not self.bodyless(req, status):
             data += body
         self.sock.sendall(data)
