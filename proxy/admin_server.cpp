@@ -13,9 +13,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/percent.hpp"
 #include "metrics/gzip.hpp"
 #include "proxy/header_util.hpp"
 #include "proxy/log.hpp"
+#include "proxy/rollout_manager.hpp"
 #include "proxy/server.hpp"
 
 namespace gp::proxy {
@@ -44,7 +46,7 @@ Response text(http::status status, std::string body, const Request& req) {
   return res;
 }
 
-json::object route_status(const RouteRuntime& r, const Snapshot& snap) {
+json::object route_status(const RouteRuntime& r, const Snapshot& snap, RolloutManager& rollouts) {
   json::object o;
   o["name"] = r.config->name;
   json::object match;
@@ -69,7 +71,7 @@ json::object route_status(const RouteRuntime& r, const Snapshot& snap) {
                                                                     : "random";
     o["split"] = std::move(split);
   }
-  o["rollout"] = r.config->rollout ? json::value("configured") : json::value("idle");
+  if (r.canary >= 0) o["rollout"] = rollouts.route_status(r.config->name);
   return o;
 }
 
@@ -80,7 +82,7 @@ std::string status_json(Server& server) {
   root["draining"] = server.draining();
   root["config"] = snap->config->source;
   json::array routes;
-  for (auto const& r : snap->routes) routes.push_back(route_status(r, *snap));
+  for (auto const& r : snap->routes) routes.push_back(route_status(r, *snap, server.rollouts()));
   root["routes"] = std::move(routes);
   json::array clusters;
   for (auto const& c : snap->clusters) {
@@ -96,6 +98,33 @@ Response json_response(http::status status, const json::value& v, const Request&
   Response res = text(status, json::serialize(v) + "\n", req);
   res.set(http::field::content_type, "application/json");
   return res;
+}
+
+// The weight of POST /routes/NAME/weight: {"weight": 12.5} (number or string) or a bare
+// percentage, with at most two decimals.
+std::pair<std::optional<std::uint32_t>, std::string> parse_weight(std::string_view body) {
+  std::string text(trim(body));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (!text.empty() && text.front() == '{') {
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec);
+    const json::value* w = (!ec && v.is_object()) ? v.as_object().if_contains("weight") : nullptr;
+    if (!w) return {std::nullopt, "expected {\"weight\": PERCENT}"};
+    if (w->is_string()) {
+      text = std::string(w->as_string());
+    } else if (w->is_number()) {
+      std::ostringstream os;
+      os.precision(15);
+      os << w->to_number<double>();
+      text = os.str();
+    } else {
+      return {std::nullopt, "weight must be a number"};
+    }
+  }
+  std::string error;
+  auto bp = config::parse_percent_bp(text, error);
+  if (!bp) return {std::nullopt, "weight: " + error};
+  return {bp, ""};
 }
 
 // Constant-time comparison of the bearer token, so timing does not leak a prefix.
@@ -136,13 +165,51 @@ Response handle(Server& server, const std::string& token, const Request& req) {
     return json_response(http::status::bad_request,
                          json::object{{"result", "failure"}, {"error", result.error}}, req);
   }
+  // POST /routes/NAME/weight and POST /routes/NAME/rollout/{pause,resume,promote,abort}
+  if (target.starts_with("/routes/")) {
+    std::string_view rest = target.substr(8);
+    const auto slash = rest.find('/');
+    const std::string route(rest.substr(0, slash));
+    const std::string_view what = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+    std::string action;
+    if (what == "weight")
+      action = "weight";
+    else if (what.starts_with("rollout/"))
+      action = std::string(what.substr(8));
+    if (route.empty() || action.empty() ||
+        (action != "weight" && action != "pause" && action != "resume" && action != "promote" &&
+         action != "abort"))
+      return text(http::status::not_found, "not found\n", req);
+    if (req.method() != http::verb::post) {
+      auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
+      res.set(http::field::allow, "POST");
+      return res;
+    }
+    if (!authorized(token, req)) {
+      auto res =
+          json_response(http::status::unauthorized, json::object{{"error", "unauthorized"}}, req);
+      res.set(http::field::www_authenticate, "Bearer");
+      return res;
+    }
+    std::optional<std::uint32_t> weight_bp;
+    if (action == "weight") {
+      auto parsed = parse_weight(req.body());
+      if (!parsed.first)
+        return json_response(http::status::bad_request, json::object{{"error", parsed.second}},
+                             req);
+      weight_bp = parsed.first;
+    }
+    auto result = server.rollouts().act(route, action, weight_bp);
+    log::info("admin action")
+        .kv("route", route)
+        .kv("action", action)
+        .kv("status", result.http_status);
+    return json_response(static_cast<http::status>(result.http_status), result.body, req);
+  }
   if (target == "/metrics") {
     if (!get) return only_get();
     std::string body = server.metrics().serialize();
-    bool gzip = false;
-    for_each_token(req[http::field::accept_encoding], [&](std::string_view tok) {
-      if (iequals(tok.substr(0, tok.find(';')), "gzip")) gzip = true;
-    });
+    const bool gzip = metrics::accepts_gzip(req[http::field::accept_encoding]);
     Response res = text(http::status::ok, gzip ? metrics::gzip(body) : std::move(body), req);
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     if (gzip) res.set(http::field::content_encoding, "gzip");

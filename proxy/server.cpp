@@ -9,6 +9,7 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/log.hpp"
+#include "proxy/rollout_manager.hpp"
 #include "proxy/worker.hpp"
 
 namespace gp::proxy {
@@ -27,7 +28,8 @@ Server::Server(config::Config config, std::string config_path)
     : initial_(std::make_shared<const config::Config>(std::move(config))),
       config_path_(std::move(config_path)),
       worker_count_(resolve_workers(initial_->workers)),
-      metrics_(std::make_unique<metrics::Metrics>(worker_count_, GRAYPROXY_VERSION)) {}
+      metrics_(std::make_unique<metrics::Metrics>(worker_count_, GRAYPROXY_VERSION)),
+      rollouts_(std::make_unique<RolloutManager>(*metrics_, initial_->state_dir)) {}
 
 Server::~Server() = default;
 
@@ -84,6 +86,7 @@ Server::ReloadResult Server::reload() {
       if (std::find(cfg->listeners.begin(), cfg->listeners.end(), l) == cfg->listeners.end())
         removed.push_back(l);
     apply_listeners(added, removed);
+    rollouts_->sync(*snap, old.get());
 
     if (!(cfg->admin == old->config->admin))
       log::warn("admin settings changed: they take effect at the next restart");
@@ -104,7 +107,9 @@ Server::ReloadResult Server::reload() {
 }
 
 int Server::run() {
-  publish(build_snapshot(initial_, *metrics_, nullptr));
+  auto first = build_snapshot(initial_, *metrics_, nullptr);
+  rollouts_->sync(*first, nullptr);
+  publish(std::move(first));
   metrics_->config_reload(true);
 
   for (unsigned i = 0; i < worker_count_; ++i)
@@ -113,6 +118,7 @@ int Server::run() {
   admin_ = std::make_unique<AdminServer>(*this, initial_->admin);
   admin_->start();
   for (auto& w : workers_) w->run();
+  rollouts_->start();
   log::info("grayproxy started")
       .kv("version", GRAYPROXY_VERSION)
       .kv("workers", worker_count_)
@@ -153,6 +159,7 @@ int Server::run() {
   if (!clean) log::warn("drain incomplete, closing remaining connections").kv("forced", force);
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
+  rollouts_->stop();
   admin_->stop();
   log::info("stopped").kv("drained_cleanly", clean);
   return 0;

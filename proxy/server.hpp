@@ -15,6 +15,7 @@ namespace gp::proxy {
 
 class Worker;
 class AdminServer;
+class RolloutManager;
 
 class Server {
  public:
@@ -28,6 +29,7 @@ class Server {
   std::shared_ptr<const Snapshot> snapshot() const;
   std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   metrics::Metrics& metrics() { return *metrics_; }
+  RolloutManager& rollouts() { return *rollouts_; }
   const config::Config& initial_config() const { return *initial_; }
   unsigned worker_count() const { return worker_count_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
@@ -52,6 +54,7 @@ class Server {
   std::string config_path_;
   unsigned worker_count_;
   std::unique_ptr<metrics::Metrics> metrics_;
+  std::unique_ptr<RolloutManager> rollouts_;
   std::mutex reload_mutex_;            // SIGHUP and POST /reload may race
   mutable std::mutex snapshot_mutex_;  // guards snapshot_; workers read it once per generation
   std::shared_ptr<const Snapshot> snapshot_;

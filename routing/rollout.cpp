@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <utility>
+#include <vector>
 
 #include "routing/rollout_stats.hpp"
 
@@ -39,6 +40,11 @@ std::string millis(double seconds) {
 
 std::string fraction(std::uint64_t errors, std::uint64_t requests) {
   return std::to_string(errors) + "/" + std::to_string(requests);
+}
+
+// "1 pass", "2 passes"
+std::string count(std::uint32_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
 std::string join(const std::vector<std::string>& parts) {
@@ -116,8 +122,7 @@ RolloutController::RolloutController(config::Rollout policy, std::uint32_t initi
   s_.judge_from = now + p_.start_delay;
   s_.since = now;
   s_.reason = "rollout started at " + weight(s_.weight_bp) + " (step " +
-              std::to_string(s_.step_index + 1) + " of " + std::to_string(p_.steps_bp.size()) +
-              ")";
+              std::to_string(s_.step_index + 1) + " of " + std::to_string(p_.steps_bp.size()) + ")";
   if (p_.start_delay.count() > 0)
     s_.reason += "; judging starts after start_delay " +
                  printf_string("%gs", static_cast<double>(p_.start_delay.count()) / 1000);
@@ -153,6 +158,7 @@ void RolloutController::reset_step() {
   s_.step_stable_requests = 0;
   s_.step_stable_errors = 0;
   s_.pending_canary_requests = 0;
+  s_.step_judgements = 0;
 }
 
 void RolloutController::begin_progress(TimePoint now) {
@@ -205,8 +211,8 @@ RolloutController::TickResult RolloutController::tick(TimePoint now, const Versi
     advance(now, j, out);
   } else if (j.verdict == Verdict::fail && s_.consecutive_failures >= p_.failure_limit) {
     transition(now, RolloutState::rolled_back, 0,
-               "rolled back: " + std::to_string(s_.consecutive_failures) +
-                   " consecutive failures at " + weight(j.weight_bp) + ": " + j.reason,
+               "rolled back after " + count(s_.consecutive_failures, "failure", "failures") +
+                   " in a row at " + weight(j.weight_bp) + ": " + j.reason,
                out);
   }
   out.judgement = std::move(j);
@@ -216,7 +222,7 @@ RolloutController::TickResult RolloutController::tick(TimePoint now, const Versi
 void RolloutController::advance(TimePoint now, const Judgement& j, TickResult& out) {
   const auto& steps = p_.steps_bp;
   const auto index = static_cast<std::size_t>(s_.step_index);
-  const std::string why = std::to_string(s_.consecutive_passes) + " consecutive passes at " +
+  const std::string why = count(s_.consecutive_passes, "pass", "passes") + " in a row at " +
                           weight(s_.weight_bp) + ": " + j.reason;
   auto step_name = [&](std::size_t i) {
     return "step " + std::to_string(i + 1) + " of " + std::to_string(steps.size()) + " (" +
@@ -254,37 +260,43 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
   if (s_.pending_canary_requests < needed) {
     j.verdict = Verdict::inconclusive;
     j.reason = "too few requests: " + std::to_string(s_.pending_canary_requests) +
-               " canary requests since the last judgement < min_requests " +
-               std::to_string(needed);
+               " canary requests since the last judgement < min_requests " + std::to_string(needed);
     return j;
   }
   s_.pending_canary_requests = 0;
+  const double k = ++s_.step_judgements;
+  j.judgement = s_.step_judgements;
+  // Alpha spending: sum over k of alpha/(k(k+1)) = alpha, so a canary exactly at a limit is
+  // failed at most with probability 1 - confidence per step, however long the step lasts.
+  j.fail_below = (1 - p_.confidence) / (k * (k + 1));
+  // The benefit of the doubt grows with the step: the first judgement passes when the observed
+  // rate is within the limit, later ones unless it is above it with 1 - 1/(k+1) confidence.
+  j.pass_from = 1 / (k + 1);
 
-  const std::string conf = printf_string("%g%%", p_.confidence * 100);
-  const double alpha = 1 - p_.confidence;
-  const double z = stats::normal_quantile(p_.confidence);
   const std::uint64_t n = s_.step_canary_requests;
   const std::uint64_t e = s_.step_canary_errors;
-  const stats::Bounds b = stats::wilson(e, n, z);
+  j.error_rate_p_value = stats::binomial_tail(e, n, p_.max_error_rate);
+  const stats::Bounds b = stats::exact_bounds(e, n, 1 - j.fail_below);
   j.error_rate_lower = b.lower;
   j.error_rate_upper = b.upper;
-  j.error_rate_p_value = stats::rate_above_p_value(e, n, p_.max_error_rate);
 
   std::vector<std::string> fails;
   std::vector<std::string> notes;
   std::string doubt;  // above the limit, not yet significant
   const std::string measured = "error rate " + rate(j.canary.error_rate) + " (" + fraction(e, n) +
-                               " in " + std::to_string(s_.step_windows) + " windows)";
-  if (b.lower > p_.max_error_rate)
-    fails.push_back(measured + " > max_error_rate " + rate(p_.max_error_rate) + " with " + conf +
-                    " confidence (lower bound " + rate(b.lower) + ", p=" +
-                    pvalue(j.error_rate_p_value) + ")");
-  else if (j.canary.error_rate > p_.max_error_rate)
-    doubt = measured + " above max_error_rate " + rate(p_.max_error_rate) + " but not with " +
-            conf + " confidence (lower bound " + rate(b.lower) + ")";
+                               ", judgement " + std::to_string(s_.step_judgements) +
+                               " of this step)";
+  const std::string test = "p=" + pvalue(j.error_rate_p_value);
+  if (j.error_rate_p_value < j.fail_below)
+    fails.push_back(measured + " > max_error_rate " + rate(p_.max_error_rate) + " (" + test +
+                    " < " + pvalue(j.fail_below) + ", lower bound " + rate(b.lower) + ")");
+  else if (j.error_rate_p_value < j.pass_from)
+    doubt = measured + " may exceed max_error_rate " + rate(p_.max_error_rate) + " (" + test +
+            ": neither < " + pvalue(j.fail_below) + " to fail nor >= " + pvalue(j.pass_from) +
+            " to pass; lower bound " + rate(b.lower) + ")";
   else
-    notes.push_back(measured + " <= max_error_rate " + rate(p_.max_error_rate) +
-                    " (upper bound " + rate(b.upper) + ")");
+    notes.push_back(measured + " within max_error_rate " + rate(p_.max_error_rate) + " (" + test +
+                    " >= " + pvalue(j.pass_from) + ")");
 
   if (p_.compare_to_stable) {
     const std::uint64_t ns = s_.step_stable_requests;
@@ -293,16 +305,16 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
       notes.push_back("no stable requests to compare with");  // e.g. at 100%
     } else {
       j.p_value = stats::two_proportion_p_value(e, n, es, ns, j.max_error_rate_increase);
-      std::string stable_rate = "stable " + rate(j.stable.error_rate) + " (" + fraction(es, ns) +
-                                ")";
+      std::string stable_rate =
+          "stable " + rate(j.stable.error_rate) + " (" + fraction(es, ns) + ")";
       if (j.max_error_rate_increase > 0)
         stable_rate += " + max_error_rate_increase " + rate(j.max_error_rate_increase);
-      const std::string test = " with " + conf + " confidence (p=" + pvalue(j.p_value);
-      if (j.p_value < alpha)
-        fails.push_back("error rate " + rate(j.canary.error_rate) + " higher than " +
-                        stable_rate + test + " < " + pvalue(alpha) + ")");
+      if (j.p_value < j.fail_below)
+        fails.push_back("error rate " + rate(j.canary.error_rate) + " higher than " + stable_rate +
+                        " (p=" + pvalue(j.p_value) + " < " + pvalue(j.fail_below) + ")");
       else
-        notes.push_back("not higher than " + stable_rate + test + ")");
+        notes.push_back("not shown higher than " + stable_rate + " (p=" + pvalue(j.p_value) +
+                        " >= " + pvalue(j.fail_below) + ")");
     }
   }
 
@@ -315,8 +327,7 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
                       " requests in this window");
     else if (canary.p99_seconds > j.max_p99_seconds)
       fails.push_back("p99 " + millis(canary.p99_seconds) + " > " + limit + " (stable " +
-                      (std::isnan(stable.p99_seconds) ? "n/a" : millis(stable.p99_seconds)) +
-                      ")");
+                      (std::isnan(stable.p99_seconds) ? "n/a" : millis(stable.p99_seconds)) + ")");
     else
       notes.push_back("p99 " + millis(canary.p99_seconds) + " <= " + limit);
   }
@@ -363,10 +374,9 @@ RolloutController::TickResult RolloutController::resume(TimePoint now) {
   out.state_changed = true;
   out.weight_changed = s_.weight_bp != before;
   s_.since = now;
-  s_.reason = std::string(was == RolloutState::idle ? "started" : "resumed") +
-              " by operator at " + weight(s_.weight_bp) + " (step " +
-              std::to_string(s_.step_index + 1) + " of " + std::to_string(p_.steps_bp.size()) +
-              ")";
+  s_.reason = std::string(was == RolloutState::idle ? "started" : "resumed") + " by operator at " +
+              weight(s_.weight_bp) + " (step " + std::to_string(s_.step_index + 1) + " of " +
+              std::to_string(p_.steps_bp.size()) + ")";
   out.transition_reason = s_.reason;
   return out;
 }
@@ -417,10 +427,10 @@ RolloutController::TickResult RolloutController::set_weight(std::uint32_t weight
       break;
     case RolloutState::promoted:
     case RolloutState::rolled_back:
-      transition(now, RolloutState::idle, weight_bp,
-                 what + " after the rollout was " + to_string(s_.state) +
-                     "; resume starts a new rollout",
-                 out);
+      transition(
+          now, RolloutState::idle, weight_bp,
+          what + " after the rollout was " + to_string(s_.state) + "; resume starts a new rollout",
+          out);
       break;
   }
   return out;

@@ -3,29 +3,34 @@
 // runs tick() every `interval`, persists status() and maps the admin API onto the actions.
 //
 // How a tick judges (why: a handful of errors at low traffic must not roll back a healthy
-// canary, yet a bad one must be caught within a few windows):
-//  - Evidence accumulates over all windows of the current step (counts reset when the weight
-//    changes or the rollout resumes), so a step's judgements see hundreds of requests, not one
-//    window's worth.
-//  - A judgement needs `min_requests` canary requests since the previous judgement; windows
-//    with fewer are inconclusive and carry their requests over (low traffic judges less often).
-//  - max_error_rate: FAIL when the Wilson lower bound of the step's error rate exceeds it at
-//    `confidence` (the rate is above the limit with that confidence); PASS requires the observed
-//    rate to be at or below it; in between it is INCONCLUSIVE (above the limit, not yet
-//    significant) and the next windows decide. So the limit sits where the user wrote it, and
-//    only evidence fails.
-//  - compare_to_stable: FAIL when a one-sided two-proportion test (stats::two_proportion_p_value
-//    over the step's counts) says canary - stable > max_error_rate_increase (default 0) with
-//    `confidence`. It only fails: a canary no worse than stable is never held back by it.
+// canary, yet a bad one must be caught within a few windows; one window of 100 requests cannot
+// tell 0.5% from 1%, so evidence has to accumulate):
+//  - Evidence accumulates over all windows of the current step (it restarts when the weight
+//    changes or the rollout resumes), and judgements within a step are numbered k = 1, 2, ...
+//  - A judgement needs `min_requests` canary requests since the previous one; windows with
+//    fewer are inconclusive and carry their requests over (low traffic judges less often).
+//  - max_error_rate: p = P(X >= errors | step requests, max_error_rate), the exact binomial
+//    p-value of "the canary's rate is above the limit". FAIL when p < (1 - confidence)/(k(k+1));
+//    PASS when p >= 1/(k+1); INCONCLUSIVE in between. The fail levels sum to 1 - confidence
+//    (alpha spending), so the chance of ever failing a canary exactly at the limit during a
+//    step stays below 1 - confidence however many judgements it takes; the pass level makes
+//    the first judgement pass only when the observed rate is within the limit (p >= 1/2) and
+//    gives later ones more benefit of the doubt, so a step does not wait forever. The exact tail is
+//    used because Wilson's bound is too eager at a handful of errors (3 in 100 "exceeds" 1% at
+//    95%).
+//  - compare_to_stable: FAIL when the one-sided two-proportion test (Agresti-Caffo, over the
+//    step's counts) gives p < (1 - confidence)/(k(k+1)) for "canary - stable >
+//    max_error_rate_increase" (default 0). It only fails: a canary no worse than stable is never
+//    held back by it. Skipped while stable has no requests (at 100%).
 //  - max_p99_latency: FAIL when this window's p99 exceeds it; checked only for windows that
 //    themselves hold `min_requests` canary requests (a p99 of a few requests is noise).
 //  - `consecutive_successes` passes in a row -> next step (past the last: promoted, 100%);
 //    `failure_limit` failures in a row -> rolled_back (0%). A pass resets the failure count, a
 //    failure the pass count; inconclusive judgements change neither.
-// With steps [1,5,10,25,50,100], max_error_rate 0.01, consecutive_successes 2 and the defaults
-// (confidence 0.95, failure_limit 2) at 100 canary requests per window, a canary at 0.5%
-// errors is almost never rolled back and one at 5% is rolled back at the first steps: see
-// tests/sim/rollout_sim.cpp for the measured rates.
+// tests/sim/rollout_sim.cpp measures the outcome: with steps [1,5,10,25,50,100],
+// max_error_rate 0.01, consecutive_successes 2 and the defaults, at 100 canary requests per
+// window, a canary at 0.5% errors is practically never rolled back and one at 5% always is,
+// at 1%, after a median of 2 windows.
 #pragma once
 
 #include <chrono>
@@ -35,7 +40,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "config/config.hpp"
 
@@ -64,7 +68,7 @@ struct VersionStats {
   std::uint64_t errors = 0;
   std::uint64_t step_requests = 0;  // accumulated over the current step, this window included
   std::uint64_t step_errors = 0;
-  double error_rate = std::numeric_limits<double>::quiet_NaN();  // step_errors / step_requests
+  double error_rate = std::numeric_limits<double>::quiet_NaN();   // step_errors / step_requests
   double p99_seconds = std::numeric_limits<double>::quiet_NaN();  // this window
 };
 
@@ -75,16 +79,23 @@ struct Judgement {
   std::string reason;  // the checks that decided, with measured values and thresholds
   int step_index = 0;
   std::uint32_t weight_bp = 0;
-  std::uint32_t window = 0;  // 1-based window number within the step
-  std::uint64_t new_requests = 0;  // canary requests since the previous judgement (vs min_requests)
+  std::uint32_t window = 0;        // 1-based window number within the step
+  std::uint32_t judgement = 0;     // k: 1-based judgement number within the step; 0 = too few
+  std::uint64_t new_requests = 0;  // canary requests since the previous judgement
   VersionStats canary;
   VersionStats stable;
-  // max_error_rate check: Wilson bounds of canary's step error rate at `confidence`, and the
-  // score-test p-value for "rate > max_error_rate" (NaN when not judged).
+  // Levels for this judgement (NaN when too few requests): fail when a p-value is below
+  // fail_below = (1 - confidence) / (k(k+1)); the error-rate check passes from pass_from =
+  // 1/(k+1) up.
+  double fail_below = std::numeric_limits<double>::quiet_NaN();
+  double pass_from = std::numeric_limits<double>::quiet_NaN();
+  // max_error_rate: exact binomial p-value of "canary's step error rate > max_error_rate", and
+  // the exact (Clopper-Pearson) bounds of that rate at confidence 1 - fail_below (so "lower
+  // bound > max_error_rate" is the same statement as the failure). NaN / {0, 1}: not judged.
+  double error_rate_p_value = std::numeric_limits<double>::quiet_NaN();
   double error_rate_lower = 0;
   double error_rate_upper = 1;
-  double error_rate_p_value = std::numeric_limits<double>::quiet_NaN();
-  // compare_to_stable: p-value for "canary - stable > max_error_rate_increase" (NaN: not run).
+  // compare_to_stable: p-value of "canary - stable > max_error_rate_increase" (NaN: not run).
   double p_value = std::numeric_limits<double>::quiet_NaN();
   // Thresholds in force.
   std::uint64_t min_requests = 0;
@@ -108,15 +119,16 @@ struct RolloutStatus {
   std::uint32_t consecutive_passes = 0;
   std::uint32_t consecutive_failures = 0;
   // Evidence for the current step.
-  std::uint32_t step_windows = 0;
+  std::uint32_t step_windows = 0;  // windows ticked
   std::uint64_t step_canary_requests = 0;
   std::uint64_t step_canary_errors = 0;
   std::uint64_t step_stable_requests = 0;
   std::uint64_t step_stable_errors = 0;
   std::uint64_t pending_canary_requests = 0;  // since the last judgement
-  TimePoint judge_from{};  // windows ticked before this are ignored (start_delay)
-  TimePoint since{};       // last transition (state or weight)
-  std::string reason;      // why that transition happened
+  std::uint32_t step_judgements = 0;          // judgements with enough requests (k)
+  TimePoint judge_from{};      // windows ticked before this are ignored (start_delay)
+  TimePoint since{};           // last transition (state or weight)
+  std::string reason;          // why that transition happened
   std::deque<Judgement> last;  // newest at the back, at most RolloutController::kMaxJudgements
 };
 

@@ -1,0 +1,319 @@
+#include "proxy/rollout_manager.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <cmath>
+
+#include "metrics/window.hpp"
+#include "proxy/log.hpp"
+#include "proxy/rollout_json.hpp"
+
+namespace gp::proxy {
+
+namespace json = boost::json;
+using routing::RolloutController;
+using routing::RolloutState;
+using SteadyClock = std::chrono::steady_clock;
+using SystemClock = std::chrono::system_clock;
+
+namespace {
+
+constexpr auto kTickResolution = std::chrono::milliseconds(100);
+
+routing::VersionWindow to_window(const metrics::Window& w) {
+  return {w.requests, w.errors_5xx,
+          w.requests ? metrics::quantile(w, 0.99) : std::numeric_limits<double>::quiet_NaN()};
+}
+
+}  // namespace
+
+RolloutManager::RolloutManager(metrics::Metrics& metrics, std::string state_dir)
+    : metrics_(metrics), state_file_(std::move(state_dir)) {
+  auto& reg = metrics_.registry();
+  observed_ = &prometheus::BuildGauge()
+                   .Name("grayproxy_rollout_observed")
+                   .Help(
+                       "What the last rollout judgement measured, by route and check "
+                       "(error_rate and stable_error_rate over the current step, p99_seconds "
+                       "of the window, p_value of the comparison with stable).")
+                   .Register(reg);
+  threshold_ = &prometheus::BuildGauge()
+                    .Name("grayproxy_rollout_threshold")
+                    .Help("The threshold each rollout check is judged against, by route and check.")
+                    .Register(reg);
+  state_load_failures_ = &prometheus::BuildCounter()
+                              .Name("grayproxy_state_load_failures_total")
+                              .Help(
+                                  "State files that could not be read at startup (moved aside "
+                                  "to *.corrupt; the configuration's values were used).")
+                              .Register(reg)
+                              .Add({});
+}
+
+RolloutManager::~RolloutManager() {
+  stop();
+}
+
+RolloutState RolloutManager::state_of(const Entry& e) const {
+  return e.controller ? e.controller->state() : RolloutState::idle;
+}
+
+void RolloutManager::reset_window(const std::string& route, Entry& e) {
+  e.prev_canary = metrics_.totals(route, metrics::Version::canary);
+  e.prev_stable = metrics_.totals(route, metrics::Version::stable);
+  e.next_tick = SteadyClock::now() + (e.policy ? e.policy->interval : std::chrono::seconds(30));
+}
+
+void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
+  std::lock_guard lock(mu_);
+  const auto now = SystemClock::now();
+  StateFile::Loaded loaded;
+  if (!previous) {
+    loaded = state_file_.load();
+    if (loaded.corrupt) {
+      state_load_failures_->Increment();
+      log::error("state file unreadable, moved aside; starting from the configuration")
+          .kv("file", state_file_.path())
+          .kv("error", loaded.error);
+    }
+  }
+  const json::object* persisted_routes = nullptr;
+  if (auto* r = loaded.doc.if_contains("routes"); r && r->is_object())
+    persisted_routes = &r->as_object();
+
+  std::map<std::string, Entry> next;
+  for (auto const& rt : snap.routes) {
+    if (rt.canary < 0) continue;
+    const std::string& name = rt.config->name;
+    Entry e;
+    e.live = rt.live;
+    e.canary_cluster = snap.clusters[rt.canary].config->name;
+    e.policy = rt.config->rollout;
+    const std::uint32_t yaml_weight = rt.live->configured_weight_bp;
+
+    auto old = entries_.find(name);
+    if (previous && old != entries_.end()) {
+      Entry& o = old->second;
+      const bool weight_edit = o.live != rt.live;  // the snapshot took the YAML's new weight
+      const bool canary_changed = o.canary_cluster != e.canary_cluster;
+      e.prev_canary = o.prev_canary;
+      e.prev_stable = o.prev_stable;
+      e.next_tick = o.next_tick;
+      if (e.policy) {
+        if (canary_changed) {
+          // Judgements were about another build: start the analysis from the first step.
+          e.controller.emplace(*e.policy, 0, now);
+          log::info("rollout restarted: canary cluster changed")
+              .kv("route", name)
+              .kv("canary", e.canary_cluster);
+        } else if (!o.controller || !(o.policy == e.policy)) {
+          e.controller.emplace(*e.policy, rt.live->weight_bp.load(), now);
+        } else {
+          e.controller = o.controller;
+          if (weight_edit) (void)e.controller->set_weight(yaml_weight, now);
+        }
+      }
+    } else {
+      const json::object* saved = nullptr;
+      if (persisted_routes)
+        if (auto* v = persisted_routes->if_contains(name); v && v->is_object())
+          saved = &v->as_object();
+      bool restored = false;
+      if (saved) {
+        try {
+          const auto configured = saved->at("configured_weight_bp").to_number<std::uint32_t>();
+          const auto weight = saved->at("weight_bp").to_number<std::uint32_t>();
+          if (configured == yaml_weight && weight <= 10000) {  // else the operator edited the file
+            rt.live->weight_bp.store(weight);
+            if (e.policy) {
+              if (auto* ro = saved->if_contains("rollout"); ro && ro->is_object())
+                e.controller.emplace(*e.policy, status_from_json(ro->as_object()));
+              else
+                e.controller.emplace(*e.policy, weight, now);
+            }
+            restored = true;
+            log::info("route state restored")
+                .kv("route", name)
+                .kv("weight_percent", weight / 100.0)
+                .kv("state", routing::to_string(state_of(e)));
+          }
+        } catch (const std::exception& ex) {
+          state_load_failures_->Increment();
+          log::error("saved route state unusable; starting from the configuration")
+              .kv("route", name)
+              .kv("error", ex.what());
+          e.controller.reset();
+        }
+      }
+      if (!restored && e.policy) e.controller.emplace(*e.policy, yaml_weight, now);
+      reset_window(name, e);
+    }
+    if (e.controller) e.live->weight_bp.store(e.controller->weight_bp());
+    metrics_.set_canary_weight(name, e.live->weight_bp.load() / 100.0);
+    metrics_.set_rollout_state(name, routing::to_string(state_of(e)));
+    next.emplace(name, std::move(e));
+  }
+  entries_ = std::move(next);
+  persist();
+}
+
+void RolloutManager::start() {
+  thread_ = std::thread([this] {
+    boost::asio::steady_timer timer(ioc_);
+    std::function<void(boost::system::error_code)> loop = [&](boost::system::error_code ec) {
+      if (ec) return;
+      tick_due();
+      timer.expires_after(kTickResolution);
+      timer.async_wait(loop);
+    };
+    timer.expires_after(kTickResolution);
+    timer.async_wait(loop);
+    ioc_.run();
+  });
+}
+
+void RolloutManager::stop() {
+  if (!thread_.joinable()) return;
+  ioc_.stop();
+  thread_.join();
+}
+
+void RolloutManager::tick_due() {
+  std::lock_guard lock(mu_);
+  const auto now = SteadyClock::now();
+  for (auto& [name, e] : entries_) {
+    if (!e.controller || now < e.next_tick) continue;
+    e.next_tick += e.policy->interval;
+    if (e.next_tick < now) e.next_tick = now + e.policy->interval;  // fell behind: skip ahead
+    auto canary = metrics_.totals(name, metrics::Version::canary);
+    auto stable = metrics_.totals(name, metrics::Version::stable);
+    auto wc = metrics::delta(canary, e.prev_canary);
+    auto ws = metrics::delta(stable, e.prev_stable);
+    e.prev_canary = canary;
+    e.prev_stable = stable;
+    if (e.controller->state() != RolloutState::progressing) continue;
+    auto r = e.controller->tick(SystemClock::now(), to_window(wc), to_window(ws));
+    apply(name, e, r, "judgement");
+  }
+}
+
+void RolloutManager::export_judgement(const std::string& route, const routing::Judgement& j) {
+  auto set = [&](prometheus::Family<prometheus::Gauge>* f, const char* check, double v) {
+    f->Add({{"route", route}, {"check", check}}).Set(std::isfinite(v) ? v : std::nan(""));
+  };
+  set(observed_, "error_rate", j.canary.error_rate);
+  set(observed_, "stable_error_rate", j.stable.error_rate);
+  set(observed_, "p99_seconds", j.canary.p99_seconds);
+  set(observed_, "error_rate_p_value", j.error_rate_p_value);
+  set(observed_, "compare_p_value", j.p_value);
+  set(threshold_, "error_rate", j.max_error_rate);
+  set(threshold_, "p99_seconds", j.max_p99_seconds);
+  set(threshold_, "fail_below_p_value", j.fail_below);
+  set(threshold_, "max_error_rate_increase", j.max_error_rate_increase);
+}
+
+void RolloutManager::apply(const std::string& route, Entry& e, const Result& r, const char* cause) {
+  bool changed = false;
+  if (r.judgement) {
+    auto const& j = *r.judgement;
+    export_judgement(route, j);
+    log::info("rollout judgement")
+        .kv("route", route)
+        .kv("verdict", routing::to_string(j.verdict))
+        .kv("weight_percent", j.weight_bp / 100.0)
+        .kv("canary_requests", j.canary.requests)
+        .kv("canary_errors", j.canary.errors)
+        .kv("canary_step_error_rate", j.canary.error_rate)
+        .kv("stable_step_error_rate", j.stable.error_rate)
+        .kv("canary_p99_seconds", j.canary.p99_seconds)
+        .kv("reason", j.reason);
+    changed = true;
+  }
+  if (r.weight_changed || r.state_changed) {
+    const auto weight = e.controller ? e.controller->weight_bp() : e.live->weight_bp.load();
+    e.live->weight_bp.store(weight, std::memory_order_relaxed);
+    const char* state = routing::to_string(state_of(e));
+    metrics_.set_canary_weight(route, weight / 100.0);
+    metrics_.set_rollout_state(route, state);
+    if (r.state_changed) metrics_.rollout_transition(route, state);
+    log::info("rollout transition")
+        .kv("route", route)
+        .kv("state", state)
+        .kv("weight_percent", weight / 100.0)
+        .kv("cause", cause)
+        .kv("reason", r.transition_reason);
+    changed = true;
+  }
+  if (changed) persist();
+}
+
+void RolloutManager::persist() {
+  if (!state_file_.enabled()) return;
+  json::object routes;
+  for (auto const& [name, e] : entries_) {
+    json::object o{{"configured_weight_bp", e.live->configured_weight_bp},
+                   {"weight_bp", e.live->weight_bp.load()}};
+    if (e.controller) o["rollout"] = to_json(e.controller->status());
+    routes[name] = std::move(o);
+  }
+  auto err = state_file_.save(json::object{{"version", 1}, {"routes", std::move(routes)}});
+  if (!err.empty()) log::error("cannot persist rollout state").kv("error", err);
+}
+
+RolloutManager::ActionResult RolloutManager::act(const std::string& route,
+                                                 const std::string& action,
+                                                 std::optional<std::uint32_t> weight_bp) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(route);
+  if (it == entries_.end())
+    return {404, json::object{{"error", "no route \"" + route + "\" with a canary"}}};
+  Entry& e = it->second;
+  const auto now = SystemClock::now();
+  Result r;
+  if (action == "weight") {
+    if (!weight_bp || *weight_bp > 10000)
+      return {400, json::object{{"error", "weight must be a percentage between 0 and 100"}}};
+    if (e.controller) {
+      r = e.controller->set_weight(*weight_bp, now);
+    } else {
+      r.weight_changed = e.live->weight_bp.load() != *weight_bp;
+      e.live->weight_bp.store(*weight_bp);
+      r.transition_reason = "weight set by the operator";
+    }
+  } else if (!e.controller) {
+    return {409, json::object{{"error", "route \"" + route + "\" has no rollout policy"}}};
+  } else if (action == "pause") {
+    r = e.controller->pause(now);
+  } else if (action == "resume") {
+    r = e.controller->resume(now);
+  } else if (action == "promote") {
+    r = e.controller->promote(now);
+  } else if (action == "abort") {
+    r = e.controller->abort(now);
+  } else {
+    return {404, json::object{{"error", "unknown action \"" + action + "\""}}};
+  }
+  if (!r.error.empty()) return {409, json::object{{"error", r.error}}};
+  if (action == "resume" || action == "weight") reset_window(route, e);  // fresh evidence
+  apply(route, e, r, "admin");
+  persist();
+  json::object body{{"route", route},
+                    {"state", routing::to_string(state_of(e))},
+                    {"weight_percent", e.live->weight_bp.load() / 100.0}};
+  return {200, std::move(body)};
+}
+
+json::object RolloutManager::route_status(const std::string& route) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(route);
+  if (it == entries_.end()) return json::object{{"state", "idle"}};
+  auto const& e = it->second;
+  if (!e.controller) return json::object{{"state", "idle"}};
+  return to_json(e.controller->status());
+}
+
+}  // namespace gp::proxy

@@ -1,0 +1,83 @@
+// Runs the routes' rollouts: owns one RolloutController per route with a `rollout:`
+// policy, ticks them on a control thread from the per-version metric windows, moves the
+// live weights, applies operator actions, and persists every change in state_dir.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "metrics/metrics.hpp"
+#include "proxy/snapshot.hpp"
+#include "proxy/state_file.hpp"
+#include "routing/rollout.hpp"
+
+namespace prometheus {
+class Counter;
+template <class T>
+class Family;
+class Gauge;
+}  // namespace prometheus
+
+namespace gp::proxy {
+
+class RolloutManager {
+ public:
+  RolloutManager(metrics::Metrics& metrics, std::string state_dir);
+  ~RolloutManager();
+
+  // Takes over the live state of a snapshot's routes before it is published (startup:
+  // previous == nullptr, state comes from the state file; reload: from `previous`, with
+  // DESIGN.md's merge rules). Sets the live weights.
+  void sync(const Snapshot& snap, const Snapshot* previous);
+
+  void start();  // the control thread: ticks every route's controller at its interval
+  void stop();
+
+  struct ActionResult {
+    unsigned http_status = 200;
+    boost::json::object body;
+  };
+  // action: pause | resume | promote | abort | weight (weight_bp set).
+  ActionResult act(const std::string& route, const std::string& action,
+                   std::optional<std::uint32_t> weight_bp);
+
+  // /status: per route, the state, weight, step and last judgements.
+  boost::json::object route_status(const std::string& route) const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<RouteLive> live;
+    std::string canary_cluster;
+    std::optional<config::Rollout> policy;
+    std::optional<routing::RolloutController> controller;
+    metrics::Snapshot prev_canary, prev_stable;
+    std::chrono::steady_clock::time_point next_tick;
+  };
+  using Result = routing::RolloutController::TickResult;
+
+  void tick_due();
+  void reset_window(const std::string& route, Entry& e);
+  // Publishes weight and state, logs and counts a transition, persists.
+  void apply(const std::string& route, Entry& e, const Result& r, const char* cause);
+  void export_judgement(const std::string& route, const routing::Judgement& j);
+  void persist();
+  routing::RolloutState state_of(const Entry& e) const;
+
+  metrics::Metrics& metrics_;
+  StateFile state_file_;
+  prometheus::Family<prometheus::Gauge>* observed_;
+  prometheus::Family<prometheus::Gauge>* threshold_;
+  prometheus::Counter* state_load_failures_;
+  mutable std::mutex mu_;  // entries_: the control thread, the admin thread and reloads
+  std::map<std::string, Entry> entries_;
+  boost::asio::io_context ioc_{1};
+  std::thread thread_;
+};
+
+}  // namespace gp::proxy
