@@ -17,6 +17,7 @@
 #include "metrics/gzip.hpp"
 #include "proxy/header_util.hpp"
 #include "proxy/log.hpp"
+#include "proxy/rollout_json.hpp"
 #include "proxy/rollout_manager.hpp"
 #include "proxy/server.hpp"
 
@@ -58,8 +59,8 @@ json::object route_status(const RouteRuntime& r, const Snapshot& snap, RolloutMa
   o["match"] = std::move(match);
   o["stable"] = snap.clusters[r.stable].config->name;
   o["canary"] = r.canary >= 0 ? json::value(snap.clusters[r.canary].config->name) : json::value();
-  o["weight_percent"] = r.live->weight_bp.load(std::memory_order_relaxed) / 100.0;
-  o["configured_weight_percent"] = r.live->configured_weight_bp / 100.0;
+  o["weight_percent"] = json_number(r.live->weight_bp.load(std::memory_order_relaxed) / 100.0);
+  o["configured_weight_percent"] = json_number(r.live->configured_weight_bp / 100.0);
   if (r.config->split) {
     auto const& s = *r.config->split;
     json::object split;

@@ -1,5 +1,7 @@
 // Streams a message body from a parser to a serializer through a fixed buffer, the way
-// Beast's relay example does, so a body of any size passes with constant memory.
+// Beast's relay example does, so a body of any size passes with constant memory. When the
+// serializer has not written the head yet, the head goes out with the first piece of the
+// body in one write.
 #pragma once
 
 #include <boost/beast/http/buffer_body.hpp>
@@ -16,6 +18,8 @@ namespace gp::proxy {
 
 enum class RelaySide { none, read, write };
 
+inline constexpr std::size_t kRelayReadChunk = 32 * 1024;
+
 template <bool isRequest>
 Task<std::pair<beast::error_code, RelaySide>> relay_body(
     Stream& in, beast::flat_buffer& in_buffer,
@@ -25,6 +29,10 @@ Task<std::pair<beast::error_code, RelaySide>> relay_body(
     std::chrono::milliseconds write_timeout) {
   namespace http = beast::http;
   auto& body = p.get().body();
+  // Beast sizes each socket read by the spare capacity of the input buffer; a buffer
+  // sized for a head would stream a large body 512 bytes per read.
+  if (in_buffer.capacity() - in_buffer.size() < kRelayReadChunk)
+    in_buffer.reserve(in_buffer.size() + kRelayReadChunk);
   do {
     if (!p.is_done()) {
       body.data = buf;

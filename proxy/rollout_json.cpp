@@ -87,6 +87,12 @@ Judgement judgement_from(const json::object& o) {
 
 }  // namespace
 
+json::value json_number(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0) return static_cast<std::int64_t>(v);
+  return v;
+}
+
 json::object to_json(const Judgement& j) {
   return json::object{
       {"time_ms", to_ms(j.time)},

@@ -8,6 +8,10 @@
 
 namespace gp::proxy {
 
+// A number as operators read it: integral values as integers ("20", not Boost.JSON's
+// "2E1"), NaN and infinities (not measured) as null.
+boost::json::value json_number(double v);
+
 boost::json::object to_json(const routing::Judgement& j);
 boost::json::object to_json(const routing::RolloutStatus& s);
 

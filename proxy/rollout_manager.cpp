@@ -203,7 +203,7 @@ void RolloutManager::tick_due() {
 
 void RolloutManager::export_judgement(const std::string& route, const routing::Judgement& j) {
   auto set = [&](prometheus::Family<prometheus::Gauge>* f, const char* check, double v) {
-    f->Add({{"route", route}, {"check", check}}).Set(std::isfinite(v) ? v : std::nan(""));
+    f->Add({{"route", route}, {"check", check}}).Set(v);  // NaN: not measured this time
   };
   set(observed_, "error_rate", j.canary.error_rate);
   set(observed_, "stable_error_rate", j.stable.error_rate);
@@ -303,7 +303,7 @@ RolloutManager::ActionResult RolloutManager::act(const std::string& route,
   persist();
   json::object body{{"route", route},
                     {"state", routing::to_string(state_of(e))},
-                    {"weight_percent", e.live->weight_bp.load() / 100.0}};
+                    {"weight_percent", json_number(e.live->weight_bp.load() / 100.0)}};
   return {200, std::move(body)};
 }
 

@@ -25,7 +25,6 @@ namespace {
 
 // How long an endpoint that refused a connection is skipped by this worker.
 constexpr auto kEjectFor = std::chrono::seconds(5);
-constexpr std::size_t kRelayBufferBytes = 64 * 1024;
 // More header fields than this is an abuse of the parser and of the upstream (as HAProxy's
 // tune.http.maxhdr and Envoy's max_headers_count, both 100 by default).
 constexpr std::ptrdiff_t kMaxHeaderFields = 100;
@@ -46,8 +45,7 @@ struct Target {
 
 class Session {
  public:
-  Session(Worker& w, Socket socket)
-      : w_(w), down_(std::move(socket)), relay_buf_(new char[kRelayBufferBytes]) {
+  Session(Worker& w, Socket socket) : w_(w), down_(std::move(socket)) {
     beast::error_code ec;
     auto ep = down_.socket().remote_endpoint(ec);
     peer_ip_ = ec ? std::string() : ep.address().to_string();  // empty: split falls back to random
@@ -55,6 +53,7 @@ class Session {
     w_.metrics().connection_opened(w_.index());
   }
   ~Session() {
+    w_.buffers().give_read(std::move(buffer_));
     w_.remove_session(this);
     w_.metrics().connection_closed(w_.index());
   }
@@ -62,7 +61,14 @@ class Session {
   Task<void> run() {
     bool first = true;
     for (;;) {
-      if (!co_await serve_one(first)) break;
+      if (buffer_.size() == 0) {
+        // Waiting for the next request holds no buffer: it goes back to the worker.
+        w_.buffers().give_read(std::move(buffer_));
+        const auto& to = w_.snapshot()->config->timeouts;
+        if (co_await wait_readable(first ? to.request_header : to.idle)) break;
+        buffer_ = w_.buffers().take_read();
+      }
+      if (!co_await serve_one()) break;
       first = false;
       if (w_.draining()) break;
     }
@@ -79,7 +85,36 @@ class Session {
 
  private:
   // Serves one request; returns whether the connection stays open for another.
-  Task<bool> serve_one(bool first);
+  Task<bool> serve_one();
+
+  // Waits until the client sends something (or closes), without a buffer. Returns an
+  // error on timeout, close by drain, or a socket error.
+  Task<beast::error_code> wait_readable(std::chrono::milliseconds timeout) {
+    Timer timer(w_.executor());
+    timer.expires_after(timeout);
+    bool timed_out = false;
+    timer.async_wait([this, &timed_out](beast::error_code ec) {
+      if (ec) return;  // cancelled: the wait below has finished
+      timed_out = true;
+      down_.socket().cancel();
+    });
+    idle_ = true;
+    auto [ec] = co_await down_.socket().async_wait(tcp::socket::wait_read, use_task);
+    idle_ = false;
+    timer.cancel();
+    if (timed_out) co_return beast::error::timeout;
+    co_return ec;
+  }
+
+  // A relay buffer from the worker's pool, returned when the body has streamed.
+  struct RelayBuffer {
+    Worker& w;
+    std::unique_ptr<char[]> p;
+    explicit RelayBuffer(Worker& worker) : w(worker), p(worker.buffers().take_relay()) {}
+    ~RelayBuffer() { w.buffers().give_relay(std::move(p)); }
+    RelayBuffer(const RelayBuffer&) = delete;
+    RelayBuffer& operator=(const RelayBuffer&) = delete;
+  };
 
   Task<bool> reply_error(Target const& t, http::status status, std::string_view why,
                          Clock::time_point start, bool keep_alive, unsigned version) {
@@ -152,7 +187,6 @@ class Session {
   Stream down_;
   beast::flat_buffer buffer_;
   std::string peer_ip_;
-  std::unique_ptr<char[]> relay_buf_;
   bool idle_ = false;
 };
 
@@ -198,20 +232,10 @@ Task<Session::Upstream> Session::acquire(const Snapshot& snap, int cluster, bool
   co_return up;
 }
 
-Task<bool> Session::serve_one(bool first) {
+Task<bool> Session::serve_one() {
   std::shared_ptr<const Snapshot> snap = w_.snapshot();  // kept for the whole request
   const config::Config& cfg = *snap->config;
   const auto& to = cfg.timeouts;
-
-  // Wait for the first byte of the next request: the idle (keep-alive) timeout applies.
-  if (buffer_.size() == 0) {
-    idle_ = true;
-    down_.expires_after(first ? to.request_header : to.idle);
-    auto [ec, n] = co_await down_.async_read_some(buffer_.prepare(4096), use_task);
-    idle_ = false;
-    if (ec) co_return false;  // closed, idle timeout or drain: nothing to answer
-    buffer_.commit(n);
-  }
 
   const auto start = Clock::now();
   Target target;
@@ -314,9 +338,11 @@ Task<bool> Session::serve_one(bool first) {
       ec = wec;
       side = RelaySide::write;
     } else {
-      auto [wec, n] = co_await http::async_write_header(us, sr, use_task);
-      ec = wec;
-      side = RelaySide::write;
+      if (buffer_.size() == 0 || expect_continue) {  // else: head and first body piece together
+        auto [wec, n] = co_await http::async_write_header(us, sr, use_task);
+        ec = wec;
+        side = RelaySide::write;
+      }
       if (!ec) {
         if (expect_continue && client_version == 11) {
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -326,8 +352,9 @@ Task<bool> Session::serve_one(bool first) {
           if (cec) co_return false;
         }
         request_body_started = true;
-        auto r = co_await relay_body(down_, buffer_, *req_p, us, sr, relay_buf_.get(),
-                                     kRelayBufferBytes, to.idle, to.upstream_response);
+        RelayBuffer relay(w_);
+        auto r = co_await relay_body(down_, buffer_, *req_p, us, sr, relay.p.get(),
+                                     BufferPool::kRelayBytes, to.idle, to.upstream_response);
         ec = r.first;
         side = r.second;
         if (ec && side == RelaySide::read) {
@@ -422,13 +449,18 @@ Task<bool> Session::serve_one(bool first) {
     ec = wec;
     side = RelaySide::write;
   } else {
-    auto [wec, n] = co_await http::async_write_header(down_, rsr, use_task);
-    ec = wec;
-    side = RelaySide::write;
+    // With body bytes already received, the head waits for them and both leave in one
+    // write; otherwise the head goes now, so a slow or streaming body does not hold it.
+    if (up.conn->buffer.size() == 0) {
+      auto [wec, n] = co_await http::async_write_header(down_, rsr, use_task);
+      ec = wec;
+      side = RelaySide::write;
+    }
     if (!ec) {
+      RelayBuffer relay(w_);
       auto r =
-          co_await relay_body(up.conn->stream, up.conn->buffer, *res_p, down_, rsr,
-                              relay_buf_.get(), kRelayBufferBytes, to.upstream_response, to.idle);
+          co_await relay_body(up.conn->stream, up.conn->buffer, *res_p, down_, rsr, relay.p.get(),
+                              BufferPool::kRelayBytes, to.upstream_response, to.idle);
       ec = r.first;
       side = r.second;
     }
@@ -444,7 +476,10 @@ Task<bool> Session::serve_one(bool first) {
     }
     co_return false;  // the client cannot tell a truncated body from a whole one otherwise
   }
-  if (upstream_keep_alive && res_p->is_done()) w_.pool().give_back(up.endpoint, std::move(up.conn));
+  // A reload during the request may have removed the endpoint: only a connection made
+  // under the current configuration goes back to the pool.
+  if (upstream_keep_alive && res_p->is_done() && w_.snapshot().get() == snap.get())
+    w_.pool().give_back(up.endpoint, std::move(up.conn));
   co_return keep_alive;
 }
 

@@ -12,6 +12,7 @@ namespace {
 // Connections idle for longer than this are likely closed by the upstream soon (common
 // keep-alive timeouts are 5-75 s); dropping them avoids racing its close.
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
+constexpr auto kPeekAfter = std::chrono::milliseconds(100);
 
 // A pooled connection is usable when the peer has neither closed it nor sent anything:
 // a non-blocking peek must find no data and no EOF.
@@ -34,7 +35,10 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep) {
   while (!list.empty()) {
     auto conn = std::move(list.back());  // most recently used first: warmest, least likely closed
     list.pop_back();
-    if (now - conn->idle_since < kMaxIdleAge && looks_open(conn->stream)) return conn;
+    const auto idle = now - conn->idle_since;
+    // Under load a connection comes back within microseconds: skip the peek syscall then;
+    // the retry of idempotent requests covers the rare close in that instant.
+    if (idle < kPeekAfter || (idle < kMaxIdleAge && looks_open(conn->stream))) return conn;
     beast::error_code ignored;
     conn->stream.socket().close(ignored);
   }

@@ -119,7 +119,10 @@ void Worker::stop() {
 const std::shared_ptr<const Snapshot>& Worker::snapshot() {
   const auto gen = server_.generation();
   if (gen != generation_ || !snapshot_) {
-    snapshot_ = server_.snapshot();
+    // Requests copy the worker's pointer. An aliasing pointer with a control block of the
+    // worker's own keeps those reference counts off the cache line all workers share.
+    auto pinned = std::make_shared<std::shared_ptr<const Snapshot>>(server_.snapshot());
+    snapshot_ = std::shared_ptr<const Snapshot>(pinned, pinned->get());
     generation_ = gen;
     rr_.assign(snapshot_->clusters.size(), index_);  // workers start at different endpoints
     std::vector<tcp::endpoint> configured;

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "proxy/asio_types.hpp"
+#include "proxy/buffer_pool.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/upstream_pool.hpp"
 #include "routing/split.hpp"
@@ -45,6 +46,7 @@ class Worker {
   Server& server() { return server_; }
   metrics::Metrics& metrics();
   UpstreamPool& pool() { return pool_; }
+  BufferPool& buffers() { return buffers_; }
   routing::RandomSource& rng() { return rng_; }
   bool draining() const { return draining_; }
   // Set once the worker's io_context has run out of work (drain finished).
@@ -71,6 +73,7 @@ class Worker {
   unsigned index_;
   asio::io_context ioc_{1};
   UpstreamPool pool_;
+  BufferPool buffers_;
   routing::RandomSource rng_;
   std::vector<std::shared_ptr<BoundListener>> listeners_;
   std::shared_ptr<const Snapshot> snapshot_;
