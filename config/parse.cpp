@@ -48,14 +48,14 @@ std::string header_name(const Reader& r, const Value& v) {
 }
 
 std::string cookie_name(const Reader& r, const Value& v) {
-  const std::string s = r.string(v);
+  std::string s = r.string(v);
   if (!is_token(s)) r.fail_got(v, "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)");
   return s;
 }
 
 // "" = any host; "shop.example.com"; "*.example.com". Stored lower-case.
 std::string match_host(const Reader& r, const Value& v) {
-  const std::string s = lower(r.string(v));
+  std::string s = lower(r.string(v));
   if (s.empty()) return s;
   const std::string_view name = s.starts_with("*.") ? std::string_view(s).substr(2) : s;
   if (!is_host_name(name)) r.fail_got(v, "expected a host name, *.suffix, or \"\" for any host");
@@ -63,7 +63,7 @@ std::string match_host(const Reader& r, const Value& v) {
 }
 
 std::string path_prefix(const Reader& r, const Value& v) {
-  const std::string s = r.string(v);
+  std::string s = r.string(v);
   if (!s.starts_with('/')) r.fail_got(v, "must start with '/'");
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
@@ -260,7 +260,7 @@ class Parser {
   }
 
   std::string cluster_ref(const Value& v) {
-    const std::string name = r_.nonempty_string(v);
+    std::string name = r_.nonempty_string(v);
     if (!cfg_.find_cluster(name)) r_.fail(v.mark, v.path, "unknown cluster " + detail::quote(name));
     return name;
   }

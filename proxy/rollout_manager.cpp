@@ -15,7 +15,6 @@
 namespace gp::proxy {
 
 namespace json = boost::json;
-using routing::RolloutController;
 using routing::RolloutState;
 using SteadyClock = std::chrono::steady_clock;
 using SystemClock = std::chrono::system_clock;
