@@ -31,9 +31,19 @@ struct Address {
   friend bool operator==(const Address&, const Address&) = default;
 };
 
-struct ListenerTls {
+// An extra certificate chosen by SNI (server_names: exact, or "*.suffix").
+struct SniCertificate {
+  std::vector<std::string> server_names;
   std::string cert_file;
   std::string key_file;
+  friend bool operator==(const SniCertificate&, const SniCertificate&) = default;
+};
+
+struct ListenerTls {
+  std::string cert_file;  // PEM, chain allowed: the default certificate
+  std::string key_file;
+  std::vector<SniCertificate> certificates;
+  Duration handshake_timeout = std::chrono::seconds(10);
   friend bool operator==(const ListenerTls&, const ListenerTls&) = default;
 };
 
@@ -48,6 +58,8 @@ struct UpstreamTls {
   std::string ca_file;  // empty: system trust store
   std::string sni;      // empty: the endpoint's host
   bool verify = true;
+  std::string cert_file;  // client certificate (mTLS); both or neither
+  std::string key_file;
   friend bool operator==(const UpstreamTls&, const UpstreamTls&) = default;
 };
 

@@ -192,9 +192,31 @@ class Parser {
       const Value& address = m.need("address");
       l.address = r_.address(address);
       if (const Value* t = m.find("tls")) {
-        const Map tm = r_.map(*t, {"cert_file", "key_file"});
-        l.tls = ListenerTls{r_.nonempty_string(tm.need("cert_file")),
-                            r_.nonempty_string(tm.need("key_file"))};
+        const Map tm = r_.map(*t, {"cert_file", "key_file", "certificates", "handshake_timeout"});
+        ListenerTls tls;
+        tls.cert_file = r_.nonempty_string(tm.need("cert_file"));
+        tls.key_file = r_.nonempty_string(tm.need("key_file"));
+        if (const Value* x = tm.find("handshake_timeout"))
+          tls.handshake_timeout = r_.positive_duration(*x);
+        if (const Value* x = tm.find("certificates")) {
+          for (const Value& c : r_.list(*x)) {
+            const Map cm = r_.map(c, {"server_names", "cert_file", "key_file"});
+            SniCertificate sni;
+            const Value& names = cm.need("server_names");
+            for (const Value& n : r_.list(names)) {
+              std::string name = lower(r_.nonempty_string(n));
+              const std::string_view bare =
+                  name.starts_with("*.") ? std::string_view(name).substr(2) : name;
+              if (!is_host_name(bare)) r_.fail_got(n, "expected a host name or *.suffix");
+              sni.server_names.push_back(std::move(name));
+            }
+            if (sni.server_names.empty()) r_.fail_got(names, "expected at least one server name");
+            sni.cert_file = r_.nonempty_string(cm.need("cert_file"));
+            sni.key_file = r_.nonempty_string(cm.need("key_file"));
+            tls.certificates.push_back(std::move(sni));
+          }
+        }
+        l.tls = std::move(tls);
       }
       for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
         if (cfg_.listeners[i].name == l.name)
@@ -243,7 +265,7 @@ class Parser {
         c.endpoints.push_back(std::move(a));
       }
       if (const Value* t = m.find("tls")) {
-        const Map tm = r_.map(*t, {"ca_file", "sni", "verify"});
+        const Map tm = r_.map(*t, {"ca_file", "sni", "verify", "cert_file", "key_file"});
         UpstreamTls tls;
         if (const Value* x = tm.find("ca_file")) tls.ca_file = r_.string(*x);
         if (const Value* x = tm.find("sni")) {
@@ -252,6 +274,12 @@ class Parser {
             r_.fail_got(*x, "expected a host name, or \"\" for the endpoint's host");
         }
         if (const Value* x = tm.find("verify")) tls.verify = r_.boolean(*x);
+        const Value* cert = tm.find("cert_file");
+        const Value* key = tm.find("key_file");
+        if (cert) tls.cert_file = r_.nonempty_string(*cert);
+        if (key) tls.key_file = r_.nonempty_string(*key);
+        if (cert && !key) r_.fail_got(*cert, "needs key_file as well (client certificate)");
+        if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
         c.tls = std::move(tls);
       }
       name_marks.push_back(name.mark);

@@ -451,9 +451,13 @@ class TestPageFormat(MetricsBase):
                          Exposition(plain.decode()).structure())
 
     def test_admin_errors(self):
-        for path in ("/nope", "/metrics/x", "/metricsx", "/Metrics", "/"):
+        for path in ("/nope", "/metrics/x", "/metricsx", "/Metrics", "/routes/shop"):
             st, _, _ = self.admin_req("GET", path)
             self.assertEqual(st, 404, path)
+        # "/" is the status page (HTML), not an error.
+        st, h, _ = self.admin_req("GET", "/")
+        self.assertEqual(st, 200)
+        self.assertIn("text/html", h.get("content-type", ""))
         st, h, _ = self.admin_req("POST", "/metrics")
         self.assertEqual(st, 405)
         self.assertIn("GET", h.get("allow", ""))

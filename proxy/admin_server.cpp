@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -20,6 +21,7 @@
 #include "proxy/rollout_json.hpp"
 #include "proxy/rollout_manager.hpp"
 #include "proxy/server.hpp"
+#include "proxy/status_page.hpp"
 
 namespace gp::proxy {
 
@@ -71,6 +73,11 @@ json::object route_status(const RouteRuntime& r, const Snapshot& snap, RolloutMa
                         : s.fallback == config::Fallback::client_ip ? "client_ip"
                                                                     : "random";
     o["split"] = std::move(split);
+  }
+  if (r.config->rollout) {
+    json::array steps;
+    for (auto bp : r.config->rollout->steps_bp) steps.push_back(json_number(bp / 100.0));
+    o["steps_percent"] = std::move(steps);
   }
   if (r.canary >= 0) o["rollout"] = rollouts.route_status(r.config->name);
   return o;
@@ -138,7 +145,14 @@ bool authorized(const std::string& token, const Request& req) {
          CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
 }
 
-Response handle(Server& server, const std::string& token, const Request& req) {
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Response handle(Server& server, const std::string& token, const History& history,
+                const Request& req) {
   std::string_view target = req.target();
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
@@ -232,10 +246,38 @@ Response handle(Server& server, const std::string& token, const Request& req) {
     res.set(http::field::content_type, "application/json");
     return res;
   }
+  if (target == "/history") {
+    if (!get) return only_get();
+    Response res = json_response(http::status::ok, history.to_json(unix_ms()), req);
+    res.set(http::field::cache_control, "no-store");
+    return res;
+  }
+  if (target == "/" || target == "/index.html") {
+    if (!get) return only_get();
+    Response res = text(http::status::ok, std::string(status_page_html()), req);
+    res.set(http::field::content_type, "text/html; charset=utf-8");
+    res.set(http::field::cache_control, "no-store");
+    res.set("Content-Security-Policy", status_page_csp());
+    res.set("X-Content-Type-Options", "nosniff");
+    return res;
+  }
   return text(http::status::not_found, "not found\n", req);
 }
 
-asio::awaitable<void> admin_session(Server& server, const std::string& token, tcp::socket socket) {
+// One history sample per second at most; History::tick decides which routes are due.
+asio::awaitable<void> sample_history(Server& server, History& history) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    if (auto snap = server.snapshot())
+      history.tick(*snap, server.metrics(), History::Clock::now(), unix_ms());
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec) co_return;
+  }
+}
+
+asio::awaitable<void> admin_session(Server& server, const std::string& token,
+                                    const History& history, tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
@@ -255,7 +297,7 @@ asio::awaitable<void> admin_session(Server& server, const std::string& token, tc
       break;
     }
     Request req = parser.release();
-    Response res = handle(server, token, req);
+    Response res = handle(server, token, history, req);
     if (req.method() == http::verb::head) res.body().clear();  // keeps Content-Length
     const bool keep = res.keep_alive();
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
@@ -265,7 +307,7 @@ asio::awaitable<void> admin_session(Server& server, const std::string& token, tc
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-asio::awaitable<void> admin_accept(Server& server, const std::string& token,
+asio::awaitable<void> admin_accept(Server& server, const std::string& token, const History& history,
                                    tcp::acceptor& acceptor) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
@@ -273,8 +315,8 @@ asio::awaitable<void> admin_accept(Server& server, const std::string& token,
       if (!acceptor.is_open()) co_return;
       continue;
     }
-    asio::co_spawn(acceptor.get_executor(), admin_session(server, token, std::move(socket)),
-                   asio::detached);
+    asio::co_spawn(acceptor.get_executor(),
+                   admin_session(server, token, history, std::move(socket)), asio::detached);
   }
 }
 
@@ -306,7 +348,8 @@ AdminServer::~AdminServer() {
 }
 
 void AdminServer::start() {
-  asio::co_spawn(ioc_, admin_accept(server_, token_, acceptor_), asio::detached);
+  asio::co_spawn(ioc_, admin_accept(server_, token_, history_, acceptor_), asio::detached);
+  asio::co_spawn(ioc_, sample_history(server_, history_), asio::detached);
   thread_ = std::thread([this] { ioc_.run(); });
 }
 

@@ -1,5 +1,6 @@
-// The admin listener: /metrics, /healthz, /ready, /status on its own address and thread,
-// so scrapes and operator calls never share a queue with proxied traffic.
+// The admin listener: /metrics, /healthz, /ready, /status, /history and the status page (/)
+// on its own address and thread, so scrapes and operator calls never share a queue with
+// proxied traffic.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "proxy/history.hpp"
 
 namespace gp::proxy {
 
@@ -26,6 +28,7 @@ class AdminServer {
   std::string token_;  // empty: writes are not authenticated
   boost::asio::io_context ioc_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
+  History history_;  // sampled and served on the admin thread only
   std::thread thread_;
 };
 

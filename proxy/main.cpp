@@ -6,6 +6,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "proxy/cli.hpp"
 #include "proxy/demo.hpp"
 #include "proxy/log.hpp"
 #include "proxy/server.hpp"
@@ -18,6 +19,12 @@ constexpr const char* kUsage = R"(usage: grayproxy -c FILE            run with a
                                     run the built-in demo (default listen 127.0.0.1:8080,
                                     admin 127.0.0.1:9901)
        grayproxy --version
+       grayproxy status [--admin URL]
+                                    print the rollout table of a running proxy
+       grayproxy promote|abort|pause|resume ROUTE [--admin URL] [--token-file FILE]
+       grayproxy weight ROUTE PERCENT [--admin URL] [--token-file FILE]
+                                    steer a rollout through the admin API
+                                    (--admin default http://127.0.0.1:9901)
 options: --log-level debug|info|warn|error
 )";
 
@@ -30,6 +37,7 @@ int usage_error(const std::string& what) {
 
 int main(int argc, char** argv) {
   using namespace gp;
+  if (argc >= 2 && cli::is_command(argv[1])) return cli::run(argc, argv);
   std::string config_path;
   bool check = false;
   bool demo = false;

@@ -20,10 +20,10 @@ enum class RelaySide { none, read, write };
 
 inline constexpr std::size_t kRelayReadChunk = 32 * 1024;
 
-template <bool isRequest>
+template <bool isRequest, class In, class Out>
 Task<std::pair<beast::error_code, RelaySide>> relay_body(
-    Stream& in, beast::flat_buffer& in_buffer,
-    beast::http::parser<isRequest, beast::http::buffer_body>& p, Stream& out,
+    In& in, beast::flat_buffer& in_buffer,
+    beast::http::parser<isRequest, beast::http::buffer_body>& p, Out& out,
     beast::http::serializer<isRequest, beast::http::buffer_body>& sr, char* buf,
     std::size_t capacity, std::chrono::milliseconds read_timeout,
     std::chrono::milliseconds write_timeout) {
@@ -37,7 +37,7 @@ Task<std::pair<beast::error_code, RelaySide>> relay_body(
     if (!p.is_done()) {
       body.data = buf;
       body.size = capacity;
-      in.expires_after(read_timeout);
+      beast::get_lowest_layer(in).expires_after(read_timeout);
       auto [ec, n] = co_await http::async_read(in, in_buffer, p, use_task);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return std::pair{ec, RelaySide::read};
@@ -52,7 +52,7 @@ Task<std::pair<beast::error_code, RelaySide>> relay_body(
       body.size = 0;
       body.more = false;
     }
-    out.expires_after(write_timeout);
+    beast::get_lowest_layer(out).expires_after(write_timeout);
     auto [ec, n] = co_await http::async_write(out, sr, use_task);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return std::pair{ec, RelaySide::write};

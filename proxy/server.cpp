@@ -7,6 +7,13 @@
 #include <functional>
 #include <thread>
 
+#include <openssl/err.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
+
 #include "proxy/admin_server.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_manager.hpp"
@@ -29,9 +36,37 @@ Server::Server(config::Config config, std::string config_path)
       config_path_(std::move(config_path)),
       worker_count_(resolve_workers(initial_->workers)),
       metrics_(std::make_unique<metrics::Metrics>(worker_count_, GRAYPROXY_VERSION)),
-      rollouts_(std::make_unique<RolloutManager>(*metrics_, initial_->state_dir)) {}
+      rollouts_(std::make_unique<RolloutManager>(*metrics_, initial_->state_dir)) {
+  tls_failures_ = &prometheus::BuildCounter()
+                       .Name("grayproxy_tls_handshake_failures_total")
+                       .Help("TLS handshakes that failed on a listener, by OpenSSL reason.")
+                       .Register(metrics_->registry());
+}
 
 Server::~Server() = default;
+
+void Server::tls_handshake_failed(const std::string& listener,
+                                  const boost::system::error_code& ec) {
+  // A bounded label: OpenSSL's reason text in snake_case, or the kind of socket error.
+  std::string reason;
+  if (ec == boost::beast::error::timeout) {
+    reason = "timeout";
+  } else if (ec.category() == boost::asio::error::get_ssl_category()) {
+    const char* r = ERR_reason_error_string(static_cast<unsigned long>(ec.value()));
+    reason = r ? r : "ssl_error";
+  } else if (ec == boost::asio::ssl::error::stream_truncated || ec == boost::asio::error::eof) {
+    reason = "closed";
+  } else {
+    reason = "reset";
+  }
+  for (char& c : reason)
+    c = c == ' ' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  tls_failures_->Add({{"listener", listener}, {"reason", reason}}).Increment();
+  log::info("TLS handshake failed")
+      .kv("listener", listener)
+      .kv("reason", reason)
+      .kv("error", ec.message());
+}
 
 std::shared_ptr<const Snapshot> Server::snapshot() const {
   std::lock_guard lock(snapshot_mutex_);

@@ -7,9 +7,17 @@
 #include <string>
 #include <vector>
 
+#include <boost/system/error_code.hpp>
+
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
 #include "proxy/snapshot.hpp"
+
+namespace prometheus {
+class Counter;
+template <class T>
+class Family;
+}  // namespace prometheus
 
 namespace gp::proxy {
 
@@ -33,6 +41,8 @@ class Server {
   const config::Config& initial_config() const { return *initial_; }
   unsigned worker_count() const { return worker_count_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  // Counts and logs a failed TLS handshake on a listener (reason from the error).
+  void tls_handshake_failed(const std::string& listener, const boost::system::error_code& ec);
 
   // Re-reads the config file and publishes a new snapshot. On any error (unreadable,
   // invalid, unresolvable, a listener that cannot be bound) nothing changes and the old
@@ -62,6 +72,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  prometheus::Family<prometheus::Counter>* tls_failures_ = nullptr;
 };
 
 }  // namespace gp::proxy

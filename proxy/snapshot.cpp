@@ -1,5 +1,7 @@
 #include "proxy/snapshot.hpp"
 
+#include "proxy/tls_context.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -31,6 +33,12 @@ int cluster_index(const config::Config& cfg, const std::string& name) {
 
 }  // namespace
 
+std::shared_ptr<boost::asio::ssl::context> Snapshot::tls_for(const config::Listener& l) const {
+  for (std::size_t i = 0; i < config->listeners.size(); ++i)
+    if (config->listeners[i] == l) return listener_tls[i];
+  return nullptr;
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                metrics::Metrics& metrics,
                                                const Snapshot* previous) {
@@ -39,7 +47,17 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   const config::Config& cfg = *config;
 
   snap->clusters.reserve(cfg.clusters.size());
-  for (auto const& c : cfg.clusters) snap->clusters.push_back({&c, resolve(c)});
+  for (auto const& c : cfg.clusters) {
+    ClusterRuntime rt{&c, resolve(c), nullptr, {}};
+    if (c.tls) {
+      rt.tls = make_client_context(c);
+      for (auto const& a : c.endpoints)
+        rt.server_names.push_back(c.tls->sni.empty() ? a.host : c.tls->sni);
+    }
+    snap->clusters.push_back(std::move(rt));
+  }
+  for (auto const& l : cfg.listeners)
+    snap->listener_tls.push_back(l.tls ? make_server_context(l) : nullptr);
 
   snap->routes.reserve(cfg.routes.size());
   for (auto const& r : cfg.routes) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,6 +23,8 @@ namespace gp::proxy {
 struct ClusterRuntime {
   const config::Cluster* config = nullptr;
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;  // resolved when the snapshot is built
+  std::shared_ptr<boost::asio::ssl::context> tls;         // null: plain HTTP
+  std::vector<std::string> server_names;                  // per endpoint: SNI and verified name
 };
 
 // Live per-route state that outlives snapshots: the canary weight moves without a rebuild.
@@ -44,12 +47,17 @@ struct Snapshot {
   std::vector<ClusterRuntime> clusters;
   std::vector<RouteRuntime> routes;
   std::optional<routing::RouteTable> table;
+  // Per listener of the config (same order); null for plain listeners. Built with the
+  // snapshot, so a reload re-reads certificates.
+  std::vector<std::shared_ptr<boost::asio::ssl::context>> listener_tls;
+  std::shared_ptr<boost::asio::ssl::context> tls_for(const config::Listener& l) const;
   metrics::RouteStats* unmatched = nullptr;  // route="none"
 };
 
 // Builds a snapshot. Live route state is taken from `previous` for routes of the same
 // name whose YAML weight did not change (an operator edit wins, otherwise the live
-// weight carries on). Throws config::Error when an endpoint cannot be resolved.
+// weight carries on). Throws config::Error when an endpoint cannot be resolved or a
+// certificate, key or CA file cannot be loaded.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                metrics::Metrics& metrics, const Snapshot* previous);
 

@@ -1,5 +1,6 @@
 #include "proxy/upstream_pool.hpp"
 
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -38,9 +39,9 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep) {
     const auto idle = now - conn->idle_since;
     // Under load a connection comes back within microseconds: skip the peek syscall then;
     // the retry of idempotent requests covers the rare close in that instant.
-    if (idle < kPeekAfter || (idle < kMaxIdleAge && looks_open(conn->stream))) return conn;
+    if (idle < kPeekAfter || (idle < kMaxIdleAge && looks_open(conn->tcp()))) return conn;
     beast::error_code ignored;
-    conn->stream.socket().close(ignored);
+    conn->tcp().socket().close(ignored);
   }
   return nullptr;
 }
@@ -48,21 +49,46 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep) {
 void UpstreamPool::give_back(const tcp::endpoint& ep, std::unique_ptr<UpstreamConn> conn) {
   auto& list = idle_[ep];
   if (list.size() >= max_idle_ || conn->buffer.size() != 0) return;  // closes conn
+  if (conn->tls) {
+    if (SSL_SESSION* session = SSL_get1_session(conn->tls->native_handle()))
+      tls_sessions_[ep].reset(session);
+  }
   conn->idle_since = std::chrono::steady_clock::now();
-  conn->stream.expires_never();
+  conn->tcp().expires_never();
   list.push_back(std::move(conn));
 }
 
 Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> UpstreamPool::connect(
-    const tcp::endpoint& ep, std::chrono::milliseconds timeout) {
-  auto conn = std::make_unique<UpstreamConn>(ex_);
-  conn->stream.expires_after(timeout);
-  auto [ec] = co_await conn->stream.async_connect(ep, use_task);
-  if (!ec) {
-    beast::error_code ignored;
-    conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+    const tcp::endpoint& ep, std::chrono::milliseconds timeout, boost::asio::ssl::context* tls,
+    const std::string& server_name, bool verify) {
+  auto conn = tls ? std::make_unique<UpstreamConn>(ex_, *tls) : std::make_unique<UpstreamConn>(ex_);
+  Stream& s = conn->tcp();
+  s.expires_after(timeout);
+  auto [ec] = co_await s.async_connect(ep, use_task);
+  if (ec) co_return std::pair{ec, std::move(conn)};
+  beast::error_code ignored;
+  s.socket().set_option(tcp::no_delay(true), ignored);
+  if (!tls) co_return std::pair{ec, std::move(conn)};
+
+  SSL* ssl = conn->tls->native_handle();
+  boost::system::error_code addr_ec;
+  const auto ip = boost::asio::ip::make_address(server_name, addr_ec);
+  if (addr_ec && !server_name.empty()) SSL_set_tlsext_host_name(ssl, server_name.c_str());
+  if (verify) {
+    // OpenSSL checks the name (or IP) against the certificate during the handshake.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (addr_ec)
+      X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
+    else
+      X509_VERIFY_PARAM_set1_ip_asc(param, ip.to_string().c_str());
   }
-  co_return std::pair{ec, std::move(conn)};
+  if (auto it = tls_sessions_.find(ep); it != tls_sessions_.end())
+    SSL_set_session(ssl, it->second.get());
+  s.expires_after(timeout);
+  auto [hec] = co_await conn->tls->async_handshake(boost::asio::ssl::stream_base::client, use_task);
+  if (hec) tls_sessions_.erase(ep);
+  co_return std::pair{hec, std::move(conn)};
 }
 
 bool UpstreamPool::ejected(const tcp::endpoint& ep,
@@ -76,6 +102,9 @@ void UpstreamPool::eject(const tcp::endpoint& ep, std::chrono::steady_clock::tim
 }
 
 void UpstreamPool::retain_only(const std::vector<tcp::endpoint>& endpoints) {
+  std::erase_if(tls_sessions_, [&](auto const& entry) {
+    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
+  });
   std::erase_if(idle_, [&](auto const& entry) {
     return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
   });

@@ -3,9 +3,15 @@
 // thread, so nothing here is locked.
 #pragma once
 
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -13,9 +19,20 @@
 
 namespace gp::proxy {
 
+// A connection to an upstream endpoint: plain TCP, or TLS over it.
 struct UpstreamConn {
-  explicit UpstreamConn(Executor ex) : stream(ex) {}
-  Stream stream;
+  explicit UpstreamConn(Executor ex) : plain(std::in_place, ex) {}
+  UpstreamConn(Executor ex, boost::asio::ssl::context& ctx) : tls(std::in_place, ex, ctx) {}
+  std::optional<Stream> plain;
+  std::optional<TlsStream> tls;
+  Stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  template <class S>
+  S& as() {
+    if constexpr (std::is_same_v<S, TlsStream>)
+      return *tls;
+    else
+      return *plain;
+  }
   beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
 };
@@ -28,9 +45,13 @@ class UpstreamPool {
   std::unique_ptr<UpstreamConn> take(const tcp::endpoint& ep);
   // Keeps conn for reuse, unless the endpoint already has enough idle connections.
   void give_back(const tcp::endpoint& ep, std::unique_ptr<UpstreamConn> conn);
-  // Opens a new connection within the timeout.
+  // Opens a new connection (and, with a TLS context, completes the handshake: SNI and
+  // host name verification against `server_name`, resuming the endpoint's last session)
+  // within the timeout.
   Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> connect(
-      const tcp::endpoint& ep, std::chrono::milliseconds timeout);
+      const tcp::endpoint& ep, std::chrono::milliseconds timeout,
+      boost::asio::ssl::context* tls = nullptr, const std::string& server_name = {},
+      bool verify = true);
 
   bool ejected(const tcp::endpoint& ep, std::chrono::steady_clock::time_point now) const;
   void eject(const tcp::endpoint& ep, std::chrono::steady_clock::time_point until);
@@ -45,6 +66,12 @@ class UpstreamPool {
   std::size_t max_idle_;
   std::unordered_map<tcp::endpoint, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
   std::unordered_map<tcp::endpoint, std::chrono::steady_clock::time_point> ejected_until_;
+  struct SessionFree {
+    void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
+  };
+  // The last TLS session per endpoint, taken when a connection returns to the pool (TLS 1.3
+  // tickets arrive after the handshake), offered by the next connection for resumption.
+  std::unordered_map<tcp::endpoint, std::unique_ptr<SSL_SESSION, SessionFree>> tls_sessions_;
 };
 
 }  // namespace gp::proxy

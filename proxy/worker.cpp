@@ -10,6 +10,21 @@
 
 namespace gp::proxy {
 
+namespace {
+
+// Sessions report I/O problems as error codes; an exception escaping one is a bug, and
+// must be visible rather than swallowed by a detached coroutine.
+void log_exception(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::error("session ended by an exception").kv("error", ex.what());
+  }
+}
+
+}  // namespace
+
 Worker::Worker(Server& server, unsigned index)
     : server_(server),
       index_(index),
@@ -95,7 +110,16 @@ Task<void> Worker::accept_loop(std::shared_ptr<BoundListener> l) {
     }
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    asio::co_spawn(ioc_, run_session(*this, std::move(socket)), asio::detached);
+    if (l->config.tls) {
+      auto ctx = snapshot()->tls_for(l->config);
+      if (!ctx) continue;  // the listener is being removed by a reload
+      asio::co_spawn(ioc_,
+                     run_tls_session(*this, std::move(socket), l->config.name, std::move(ctx),
+                                     l->config.tls->handshake_timeout),
+                     log_exception);
+    } else {
+      asio::co_spawn(ioc_, run_session(*this, std::move(socket), l->config.name), log_exception);
+    }
   }
 }
 
@@ -107,7 +131,7 @@ void Worker::begin_drain() {
       l->acceptor->close(ignored);
     }
     listeners_.clear();
-    for (auto* s : sessions_) cancel_if_idle(*s);
+    for (auto* s : sessions_) s->cancel_if_idle();
     pool_.close_all();
   });
 }
@@ -129,6 +153,9 @@ const std::shared_ptr<const Snapshot>& Worker::snapshot() {
     for (auto const& c : snapshot_->clusters)
       configured.insert(configured.end(), c.endpoints.begin(), c.endpoints.end());
     pool_.retain_only(configured);
+    // A reload may change a cluster's TLS settings for the same endpoints: connections
+    // made under the old configuration are not reused.
+    pool_.close_all();
   }
   return snapshot_;
 }

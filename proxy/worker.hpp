@@ -19,7 +19,7 @@
 namespace gp::proxy {
 
 class Server;
-class Session;
+class SessionBase;
 
 class Worker {
  public:
@@ -57,8 +57,8 @@ class Worker {
   // Round-robin position for a cluster of the current snapshot.
   std::uint32_t next_rr(int cluster);
 
-  void add_session(Session* s) { sessions_.insert(s); }
-  void remove_session(Session* s) { sessions_.erase(s); }
+  void add_session(SessionBase* s) { sessions_.insert(s); }
+  void remove_session(SessionBase* s) { sessions_.erase(s); }
   std::size_t active_sessions() const { return sessions_.size(); }
 
  private:
@@ -79,7 +79,7 @@ class Worker {
   std::shared_ptr<const Snapshot> snapshot_;
   std::uint64_t generation_ = 0;
   std::vector<std::uint32_t> rr_;
-  std::unordered_set<Session*> sessions_;
+  std::unordered_set<SessionBase*> sessions_;
   bool draining_ = false;
   std::atomic<bool> finished_{false};
   std::uint32_t max_connections_;

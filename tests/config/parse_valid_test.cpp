@@ -95,9 +95,11 @@ TEST(ParseValid, EveryField) {
 
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[0], (Listener{"public", Address{"0.0.0.0", 8080}, std::nullopt}));
-  EXPECT_EQ(c.listeners[1],
-            (Listener{"public-tls", Address{"::", 8443},
-                      ListenerTls{"/etc/grayproxy/tls.crt", "/etc/grayproxy/tls.key"}}));
+  EXPECT_EQ(c.listeners[1], (Listener{"public-tls", Address{"::", 8443},
+                                      ListenerTls{"/etc/grayproxy/tls.crt",
+                                                  "/etc/grayproxy/tls.key",
+                                                  {},
+                                                  std::chrono::seconds(10)}}));
 
   ASSERT_EQ(c.clusters.size(), 3u);
   EXPECT_EQ(c.clusters[0].mark.line, 31);
@@ -108,12 +110,14 @@ TEST(ParseValid, EveryField) {
       c.clusters[0],
       (Cluster{
           "api-v1", {{"10.0.0.1", 80}, {"backend.internal", 8080}}, std::nullopt, Mark{31, 5}}));
-  EXPECT_EQ(c.clusters[1], (Cluster{"api-v2",
-                                    {{"2001:db8::1", 443}},
-                                    UpstreamTls{"/etc/ssl/internal-ca.pem", "api.internal", false},
-                                    Mark{33, 5}}));
-  EXPECT_EQ(c.clusters[2],
-            (Cluster{"static", {{"localhost", 9000}}, UpstreamTls{"", "", true}, Mark{40, 5}}));
+  EXPECT_EQ(c.clusters[1],
+            (Cluster{"api-v2",
+                     {{"2001:db8::1", 443}},
+                     UpstreamTls{"/etc/ssl/internal-ca.pem", "api.internal", false, "", ""},
+                     Mark{33, 5}}));
+  EXPECT_EQ(
+      c.clusters[2],
+      (Cluster{"static", {{"localhost", 9000}}, UpstreamTls{"", "", true, "", ""}, Mark{40, 5}}));
 
   ASSERT_EQ(c.routes.size(), 2u);
   const Route& r = c.routes[0];
