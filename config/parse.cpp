@@ -1,11 +1,13 @@
 // The grayproxy.yaml schema: walks the YAML tree with detail::Reader, applies defaults and
 // checks every value and cross-reference. The first problem found is thrown as Error.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <system_error>
 
 #include "config/address.hpp"
@@ -20,6 +22,22 @@ namespace {
 using detail::Map;
 using detail::Reader;
 using detail::Value;
+
+// Records where each document starts; ignores everything else.
+struct DocumentCounter : YAML::EventHandler {
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
 
 constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kU64Max = std::numeric_limits<std::uint64_t>::max();
@@ -504,20 +522,29 @@ class Parser {
 
 Config parse(const std::string& yaml_text, const std::string& source_name) {
   const Reader r(source_name);
-  std::vector<YAML::Node> docs;
+  // yaml-cpp 0.7's LoadAll can loop forever adding empty documents on input like ",]"
+  // (yaml-cpp#1040): count at most two documents with the event parser, then load one.
+  YAML::Node doc;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    std::istringstream in(yaml_text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.starts.empty())
+      r.fail(Mark{1, 1}, "", "expected a map with listeners, clusters and routes, got an empty file");
+    if (counter.starts.size() > 1) {
+      const YAML::Mark& m = counter.starts[1];
+      r.fail(Mark{m.line + 1, m.column + 1}, "", "expected a single YAML document, got 2");
+    }
+    doc = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
     const Mark at = e.mark.is_null() ? Mark{1, 1} : Mark{e.mark.line + 1, e.mark.column + 1};
     r.fail(at, "", "invalid YAML: " + e.msg);
   } catch (const YAML::Exception& e) {
     r.fail(Mark{1, 1}, "", std::string("invalid YAML: ") + e.what());
   }
-  if (docs.empty())
-    r.fail(Mark{1, 1}, "", "expected a map with listeners, clusters and routes, got an empty file");
-  if (docs.size() > 1)
-    r.fail(detail::mark_of(docs[1]), "",
-           "expected a single YAML document, got " + std::to_string(docs.size()));
+  std::vector<YAML::Node> docs{doc};
   const Value root{docs[0], "", detail::mark_of(docs[0]), detail::mark_of(docs[0])};
   return Parser(r).parse(root);
 }

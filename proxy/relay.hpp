@@ -10,6 +10,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <cstdint>
 #include <utility>
 
 #include "proxy/asio_types.hpp"
@@ -26,7 +27,7 @@ Task<std::pair<beast::error_code, RelaySide>> relay_body(
     beast::http::parser<isRequest, beast::http::buffer_body>& p, Out& out,
     beast::http::serializer<isRequest, beast::http::buffer_body>& sr, char* buf,
     std::size_t capacity, std::chrono::milliseconds read_timeout,
-    std::chrono::milliseconds write_timeout) {
+    std::chrono::milliseconds write_timeout, std::uint64_t& bytes) {
   namespace http = beast::http;
   auto& body = p.get().body();
   // Beast sizes each socket read by the spare capacity of the input buffer; a buffer
@@ -42,6 +43,7 @@ Task<std::pair<beast::error_code, RelaySide>> relay_body(
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return std::pair{ec, RelaySide::read};
       const std::size_t got = capacity - body.size;
+      bytes += got;
       body.size = got;
       // A null pointer on an empty last piece: Beast 1.81 writes a second, broken
       // zero-length chunk otherwise (beast#3032).

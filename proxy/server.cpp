@@ -125,6 +125,8 @@ Server::ReloadResult Server::reload() {
 
     if (!(cfg->admin == old->config->admin))
       log::warn("admin settings changed: they take effect at the next restart");
+    if (cfg->access_log != old->config->access_log)
+      log::warn("access_log settings changed: they take effect at the next restart");
     if (cfg->workers != old->config->workers)
       log::warn("workers changed: it takes effect at the next restart");
 
@@ -147,6 +149,9 @@ int Server::run() {
   publish(std::move(first));
   metrics_->config_reload(true);
 
+  if (initial_->access_log)
+    access_log_ = std::make_unique<AccessLogFile>(initial_->access_log->path,
+                                                  initial_->access_log->format == "json");
   for (unsigned i = 0; i < worker_count_; ++i)
     workers_.push_back(std::make_unique<Worker>(*this, i));
   apply_listeners(initial_->listeners, {});
@@ -162,6 +167,7 @@ int Server::run() {
   // Signals are handled here, on the main thread, never inside a signal handler.
   boost::asio::io_context main_ioc;
   boost::asio::signal_set signals(main_ioc, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR1);  // logrotate: reopen the access log
   bool force = false;
   std::chrono::steady_clock::time_point deadline;
   std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -169,6 +175,8 @@ int Server::run() {
         if (ec) return;
         if (sig == SIGHUP) {
           reload();
+        } else if (sig == SIGUSR1) {
+          if (access_log_) access_log_->reopen();
         } else if (!draining()) {
           log::info("shutting down: draining")
               .kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT")
@@ -194,6 +202,7 @@ int Server::run() {
   if (!clean) log::warn("drain incomplete, closing remaining connections").kv("forced", force);
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
+  for (auto& w : workers_) w->flush_access_log();  // the threads are gone: safe here
   rollouts_->stop();
   admin_->stop();
   log::info("stopped").kv("drained_cleanly", clean);

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/snapshot.hpp"
 
 namespace prometheus {
@@ -38,6 +39,7 @@ class Server {
   std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   metrics::Metrics& metrics() { return *metrics_; }
   RolloutManager& rollouts() { return *rollouts_; }
+  const AccessLogFile* access_log() const { return access_log_.get(); }
   const config::Config& initial_config() const { return *initial_; }
   unsigned worker_count() const { return worker_count_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
@@ -72,6 +74,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<AccessLogFile> access_log_;
   prometheus::Family<prometheus::Counter>* tls_failures_ = nullptr;
 };
 

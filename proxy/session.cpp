@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 
+#include "proxy/access_log.hpp"
 #include "proxy/error_response.hpp"
 #include "proxy/forwarding.hpp"
 #include "proxy/http_checks.hpp"
@@ -126,6 +127,7 @@ class Session final : public SessionBase {
   // Serves one request; returns whether the connection stays open for another.
   Task<bool> serve_one() {
     RequestState st;
+    cur_ = {};
     st.snap = w_.snapshot();  // kept for the whole request
     auto& snap = st.snap;
     const config::Config& cfg = *snap->config;
@@ -162,6 +164,11 @@ class Session final : public SessionBase {
     }
 
     auto& req = req_p->get();
+    if (w_.access_log_enabled()) {  // copied now: forwarding rewrites the head
+      cur_.method = req.method_string();
+      const std::string_view t = req.target();
+      cur_.path = t.substr(0, t.find('?'));
+    }
     const unsigned client_version = req.version() == 10 ? 10 : 11;
     const bool has_body = req_p->chunked() || req_p->content_length().value_or(0) > 0;
     // After an early error the unread body would be parsed as the next request: close.
@@ -186,6 +193,7 @@ class Session final : public SessionBase {
       auto d = route.splitter->decide(in, route.live->weight_bp.load(std::memory_order_relaxed),
                                       new_cookie, w_.rng());
       target.version = d.version;
+      cur_.bucket = d.bucket;
     }
     target.cluster = target.version == config::Version::canary ? route.canary : route.stable;
 
@@ -240,6 +248,7 @@ class Session final : public SessionBase {
     bool request_body_started = false;
     for (int attempt = 0;; ++attempt) {
       up = co_await acquire(*snap, target.cluster, attempt == 0);
+      cur_.upstream = up.conn ? up.endpoint : tcp::endpoint{};
       if (!up.conn) {
         upstream_error(target, up.fail_reason);
         co_return co_await reply_error(target, up.fail_status,
@@ -279,7 +288,8 @@ class Session final : public SessionBase {
           request_body_started = true;
           RelayBuffer relay(w_);
           auto r = co_await relay_body(down_, buffer_, *req_p, us, sr, relay.p.get(),
-                                       BufferPool::kRelayBytes, to.idle, to.upstream_response);
+                                       BufferPool::kRelayBytes, to.idle, to.upstream_response,
+                                       cur_.bytes_in);
           ec = r.first;
           side = r.second;
           if (ec && side == RelaySide::read) {
@@ -386,7 +396,7 @@ class Session final : public SessionBase {
         RelayBuffer relay(w_);
         auto r = co_await relay_body(up.conn->template as<Up>(), up.conn->buffer, *res_p, down_,
                                      rsr, relay.p.get(), BufferPool::kRelayBytes,
-                                     to.upstream_response, to.idle);
+                                     to.upstream_response, to.idle, cur_.bytes_out);
         ec = r.first;
         side = r.second;
       }
@@ -451,8 +461,40 @@ class Session final : public SessionBase {
 
   void record(Target const& t, unsigned status, Clock::time_point start) {
     auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
-    stats->record(w_.index(), metric_version(t.version), status, Clock::now() - start);
+    const auto elapsed = Clock::now() - start;
+    stats->record(w_.index(), metric_version(t.version), status, elapsed);
+    if (w_.access_log_enabled()) {
+      const std::string upstream =
+          cur_.upstream.port()
+              ? cur_.upstream.address().to_string() + ":" + std::to_string(cur_.upstream.port())
+              : std::string();
+      AccessEntry e;
+      e.time = std::chrono::system_clock::now();
+      e.route = t.route ? std::string_view(t.route->config->name) : std::string_view("none");
+      e.version = config::to_string(t.version);
+      e.method = cur_.method.empty() ? std::string_view("-") : std::string_view(cur_.method);
+      e.path = cur_.path.empty() ? std::string_view("-") : std::string_view(cur_.path);
+      e.status = status;
+      e.duration = elapsed;
+      e.upstream = upstream;
+      e.bytes_in = cur_.bytes_in;
+      e.bytes_out = cur_.bytes_out;
+      e.bucket = cur_.bucket;
+      e.peer = peer_ip_;
+      w_.access(e);
+    }
   }
+
+  // What the access log says of the request in progress.
+  struct Current {
+    std::string method;
+    std::string path;
+    tcp::endpoint upstream;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint32_t bucket = 10000;
+  };
+  Current cur_;
 
   void upstream_error(Target const& t, UpstreamError reason) {
     auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
@@ -513,7 +555,7 @@ class Session final : public SessionBase {
       auto const& ep = endpoints[index];
       if (w_.pool().ejected(ep, now)) continue;
       if (allow_pooled) {
-        if (auto conn = w_.pool().take(ep)) {
+        if (auto conn = w_.pool().take(ep, cl.tls.get())) {
           up.conn = std::move(conn);
           up.endpoint = ep;
           up.reused = true;

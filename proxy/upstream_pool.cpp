@@ -28,8 +28,9 @@ bool looks_open(Stream& s) {
 UpstreamPool::UpstreamPool(Executor ex, std::size_t max_idle_per_endpoint)
     : ex_(ex), max_idle_(max_idle_per_endpoint) {}
 
-std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep) {
-  auto it = idle_.find(ep);
+std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep,
+                                                 const boost::asio::ssl::context* tls) {
+  auto it = idle_.find(PoolKey{ep, tls});
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
   const auto now = std::chrono::steady_clock::now();
@@ -47,12 +48,13 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep) {
 }
 
 void UpstreamPool::give_back(const tcp::endpoint& ep, std::unique_ptr<UpstreamConn> conn) {
-  auto& list = idle_[ep];
-  if (list.size() >= max_idle_ || conn->buffer.size() != 0) return;  // closes conn
+  const PoolKey key{ep, conn->tls_context};
   if (conn->tls) {
     if (SSL_SESSION* session = SSL_get1_session(conn->tls->native_handle()))
-      tls_sessions_[ep].reset(session);
+      tls_sessions_[key].reset(session);
   }
+  auto& list = idle_[key];
+  if (list.size() >= max_idle_ || conn->buffer.size() != 0) return;  // closes conn
   conn->idle_since = std::chrono::steady_clock::now();
   conn->tcp().expires_never();
   list.push_back(std::move(conn));
@@ -62,6 +64,8 @@ Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> UpstreamPool::
     const tcp::endpoint& ep, std::chrono::milliseconds timeout, boost::asio::ssl::context* tls,
     const std::string& server_name, bool verify) {
   auto conn = tls ? std::make_unique<UpstreamConn>(ex_, *tls) : std::make_unique<UpstreamConn>(ex_);
+  conn->tls_context = tls;
+  const PoolKey key{ep, tls};
   Stream& s = conn->tcp();
   s.expires_after(timeout);
   auto [ec] = co_await s.async_connect(ep, use_task);
@@ -83,11 +87,11 @@ Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> UpstreamPool::
     else
       X509_VERIFY_PARAM_set1_ip_asc(param, ip.to_string().c_str());
   }
-  if (auto it = tls_sessions_.find(ep); it != tls_sessions_.end())
+  if (auto it = tls_sessions_.find(key); it != tls_sessions_.end())
     SSL_set_session(ssl, it->second.get());
   s.expires_after(timeout);
   auto [hec] = co_await conn->tls->async_handshake(boost::asio::ssl::stream_base::client, use_task);
-  if (hec) tls_sessions_.erase(ep);
+  if (hec) tls_sessions_.erase(key);
   co_return std::pair{hec, std::move(conn)};
 }
 
@@ -103,10 +107,10 @@ void UpstreamPool::eject(const tcp::endpoint& ep, std::chrono::steady_clock::tim
 
 void UpstreamPool::retain_only(const std::vector<tcp::endpoint>& endpoints) {
   std::erase_if(tls_sessions_, [&](auto const& entry) {
-    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
+    return std::find(endpoints.begin(), endpoints.end(), entry.first.endpoint) == endpoints.end();
   });
   std::erase_if(idle_, [&](auto const& entry) {
-    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
+    return std::find(endpoints.begin(), endpoints.end(), entry.first.endpoint) == endpoints.end();
   });
   std::erase_if(ejected_until_, [&](auto const& entry) {
     return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
@@ -115,6 +119,7 @@ void UpstreamPool::retain_only(const std::vector<tcp::endpoint>& endpoints) {
 
 void UpstreamPool::close_all() {
   idle_.clear();
+  tls_sessions_.clear();  // keyed by contexts of the configuration that is going away
 }
 
 std::size_t UpstreamPool::idle_count() const {

@@ -35,14 +35,36 @@ struct UpstreamConn {
   }
   beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
+  const boost::asio::ssl::context* tls_context = nullptr;  // which cluster's TLS made it
+
+  // Closing without close_notify would make OpenSSL mark the session as not resumable;
+  // an idle connection that is dropped is no reason to lose it.
+  ~UpstreamConn() {
+    if (tls) SSL_set_shutdown(tls->native_handle(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
+};
+
+// Pooled connections belong to an endpoint as reached with one TLS setting: two clusters
+// naming the same address with different TLS (or none) never share a connection or a
+// session.
+struct PoolKey {
+  tcp::endpoint endpoint;
+  const boost::asio::ssl::context* tls = nullptr;
+  friend bool operator==(const PoolKey&, const PoolKey&) = default;
+};
+struct PoolKeyHash {
+  std::size_t operator()(const PoolKey& k) const noexcept {
+    return std::hash<tcp::endpoint>()(k.endpoint) ^ (std::hash<const void*>()(k.tls) << 1);
+  }
 };
 
 class UpstreamPool {
  public:
   UpstreamPool(Executor ex, std::size_t max_idle_per_endpoint);
 
-  // An idle connection to ep that still looks open, or null.
-  std::unique_ptr<UpstreamConn> take(const tcp::endpoint& ep);
+  // An idle connection to ep (made with the given TLS context, or plain) that still looks
+  // open, or null.
+  std::unique_ptr<UpstreamConn> take(const tcp::endpoint& ep, const boost::asio::ssl::context* tls);
   // Keeps conn for reuse, unless the endpoint already has enough idle connections.
   void give_back(const tcp::endpoint& ep, std::unique_ptr<UpstreamConn> conn);
   // Opens a new connection (and, with a TLS context, completes the handshake: SNI and
@@ -64,14 +86,14 @@ class UpstreamPool {
  private:
   Executor ex_;
   std::size_t max_idle_;
-  std::unordered_map<tcp::endpoint, std::vector<std::unique_ptr<UpstreamConn>>> idle_;
+  std::unordered_map<PoolKey, std::vector<std::unique_ptr<UpstreamConn>>, PoolKeyHash> idle_;
   std::unordered_map<tcp::endpoint, std::chrono::steady_clock::time_point> ejected_until_;
   struct SessionFree {
     void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
   };
   // The last TLS session per endpoint, taken when a connection returns to the pool (TLS 1.3
   // tickets arrive after the handshake), offered by the next connection for resumption.
-  std::unordered_map<tcp::endpoint, std::unique_ptr<SSL_SESSION, SessionFree>> tls_sessions_;
+  std::unordered_map<PoolKey, std::unique_ptr<SSL_SESSION, SessionFree>, PoolKeyHash> tls_sessions_;
 };
 
 }  // namespace gp::proxy

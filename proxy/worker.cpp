@@ -75,7 +75,31 @@ void Worker::close_listener(const config::Listener& listener) {
   });
 }
 
+void Worker::access(const AccessEntry& e) {
+  format_access_line(access_buf_, e, access_log_->json());
+  if (access_buf_.size() >= 64 * 1024) flush_access_log();
+}
+
+void Worker::flush_access_log() {
+  if (!access_log_ || access_buf_.empty()) return;
+  access_log_->write(access_buf_);
+  access_buf_.clear();
+}
+
+Task<void> Worker::access_log_flusher() {
+  while (!draining_) {
+    access_timer_->expires_after(std::chrono::seconds(1));
+    co_await access_timer_->async_wait(use_task);
+    flush_access_log();
+  }
+}
+
 void Worker::run() {
+  access_log_ = server_.access_log();
+  if (access_log_) {
+    access_timer_ = std::make_unique<Timer>(ioc_);
+    asio::co_spawn(ioc_, access_log_flusher(), asio::detached);
+  }
   thread_ = std::thread([this] {
     try {
       ioc_.run();
@@ -126,6 +150,7 @@ Task<void> Worker::accept_loop(std::shared_ptr<BoundListener> l) {
 void Worker::begin_drain() {
   asio::post(ioc_, [this] {
     draining_ = true;
+    if (access_timer_) access_timer_->cancel();
     for (auto& l : listeners_) {
       beast::error_code ignored;
       l->acceptor->close(ignored);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/asio_types.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/snapshot.hpp"
@@ -57,6 +58,11 @@ class Worker {
   // Round-robin position for a cluster of the current snapshot.
   std::uint32_t next_rr(int cluster);
 
+  // Access log: whether it is on, and one entry (buffered; written in batches).
+  bool access_log_enabled() const { return access_log_ != nullptr; }
+  void access(const AccessEntry& e);
+  void flush_access_log();
+
   void add_session(SessionBase* s) { sessions_.insert(s); }
   void remove_session(SessionBase* s) { sessions_.erase(s); }
   std::size_t active_sessions() const { return sessions_.size(); }
@@ -80,6 +86,10 @@ class Worker {
   std::uint64_t generation_ = 0;
   std::vector<std::uint32_t> rr_;
   std::unordered_set<SessionBase*> sessions_;
+  Task<void> access_log_flusher();
+  const AccessLogFile* access_log_ = nullptr;
+  std::string access_buf_;
+  std::unique_ptr<Timer> access_timer_;
   bool draining_ = false;
   std::atomic<bool> finished_{false};
   std::uint32_t max_connections_;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds grayproxy and runs every test: unit tests, the rollout simulation, the
-# integration tests against the real binary, and the unit tests again under ASan+UBSan.
+# integration tests against the real binary, the unit tests again under ASan+UBSan and
+# under TSan, and both fuzzers for a bounded time (FUZZ_SECONDS, default 30 each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build test
@@ -17,4 +18,6 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGRAYPROXY_SANITIZE=ON >/dev/
 cmake --build build-asan -j"$jobs" --target config_tests routing_tests metrics_tests proxy_tests
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest -L unit -j"$jobs" --output-on-failure --timeout 600)
+scripts/tsan.sh
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 echo "all tests passed"

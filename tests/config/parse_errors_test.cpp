@@ -404,7 +404,7 @@ TEST(ParseErrors, Documents) {
             "t.yaml:1:1: expected a map with listeners, clusters and routes, got an empty file");
   EXPECT_EQ(error_of("~\n"), "t.yaml:1:1: expected a map, got null");
   EXPECT_EQ(error_of(kValid + "---\n" + kValid),
-            "t.yaml:13:1: expected a single YAML document, got 2");
+            "t.yaml:12:1: expected a single YAML document, got 2");  // the "---" line
 }
 
 TEST(ParseErrors, LongValuesAreCutInMessages) {
@@ -460,5 +460,15 @@ TEST(ConfigReservedNames, RouteNamedNoneIsRejected) {
     EXPECT_STREQ(
         e.what(),
         "t.yaml:4:11: routes[0].name: \"none\" is reserved for requests that match no route");
+  }
+}
+
+// yaml-cpp 0.7's LoadAll never returns on this input (yaml-cpp#1040); found by config_fuzz.
+TEST(ParseErrors, FlowJunkDoesNotHang) {
+  try {
+    gp::config::parse(",]\n", "t.yaml");
+    FAIL() << "expected an error";
+  } catch (const gp::config::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("t.yaml:"), std::string::npos) << e.what();
   }
 }

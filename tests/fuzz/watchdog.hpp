@@ -33,7 +33,7 @@ class Watchdog {
     }
     constexpr std::string_view kName = "hang-unit";
     if (prefix.size() + kName.size() < sizeof w.path_) {
-      std::memcpy(w.path_, prefix.data(), prefix.size());
+      if (!prefix.empty()) std::memcpy(w.path_, prefix.data(), prefix.size());
       std::memcpy(w.path_ + prefix.size(), kName.data(), kName.size() + 1);
     }
     if (const char* s = std::getenv("GP_FUZZ_HANG_SECONDS")) w.limit_ = std::atoi(s);
