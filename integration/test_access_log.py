@@ -117,5 +117,28 @@ class AccessLogTest(harness.ProxyTestCase):
         self.assertIn("access log reopened", self.read_proxy_stderr())
 
 
+class LogFormatTest(harness.ProxyTestCase):
+
+    def test_json_process_log(self):
+        _, v1 = self.start_upstream("v1")
+        listen, admin = harness.free_port(), harness.free_port()
+        cfg = harness.base_config(listen, admin,
+                                  clusters=[{"name": "v1", "endpoints": ["127.0.0.1:%d" % v1]}],
+                                  routes=[{"name": "r", "stable": "v1"}], state_dir=self.state_dir)
+        self.start_proxy(cfg, listen, extra_args=["--log-format", "json"])
+        with RawConn(listen) as c:
+            c.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: rejected and logged
+            self.assertEqual(c.read_response().status, 400)
+        self.proxy.send_signal(signal.SIGTERM)
+        self.proxy.wait(timeout=10)
+        records = [json.loads(l) for l in self.read_proxy_stderr().splitlines() if l.strip()]
+        msgs = [r["msg"] for r in records]
+        self.assertIn("grayproxy started", msgs)
+        rejected = [r for r in records if r["msg"] == "request rejected"]
+        self.assertEqual(len(rejected), 1)
+        self.assertEqual((rejected[0]["level"], rejected[0]["status"], rejected[0]["reason"]),
+                         ("warn", "400", "missing Host"))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

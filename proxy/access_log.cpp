@@ -14,24 +14,6 @@ namespace gp::proxy {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view v) {
-  out.push_back('"');
-  for (char c : v) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out.append(buf);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-}
-
 void append_time(std::string& out, std::chrono::system_clock::time_point t) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(t);
   const auto ms =
@@ -96,17 +78,17 @@ void format_access_line(std::string& out, const AccessEntry& e, bool json) {
     out.append("{\"time\":\"");
     append_time(out, e.time);
     out.append("\",\"route\":");
-    append_json_string(out, e.route);
+    log::append_json_string(out, e.route);
     out.append(",\"version\":");
-    append_json_string(out, e.version);
+    log::append_json_string(out, e.version);
     out.append(",\"method\":");
-    append_json_string(out, e.method);
+    log::append_json_string(out, e.method);
     out.append(",\"path\":");
-    append_json_string(out, e.path);
+    log::append_json_string(out, e.path);
     out.append(",\"status\":").append(std::to_string(e.status));
     out.append(",\"duration_ms\":").append(num);
     out.append(",\"upstream\":");
-    append_json_string(out, e.upstream);
+    log::append_json_string(out, e.upstream);
     out.append(",\"bytes_in\":").append(std::to_string(e.bytes_in));
     out.append(",\"bytes_out\":").append(std::to_string(e.bytes_out));
     out.append(",\"bucket\":");
@@ -115,7 +97,7 @@ void format_access_line(std::string& out, const AccessEntry& e, bool json) {
     else
       out.append("null");
     out.append(",\"peer\":");
-    append_json_string(out, e.peer);
+    log::append_json_string(out, e.peer);
     out.append("}\n");
     return;
   }

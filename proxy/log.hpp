@@ -9,12 +9,18 @@
 namespace gp::proxy::log {
 
 enum class Level { debug, info, warn, error };
+enum class Format { text, json };  // text: logfmt; json: one object per line
+
+// Appends v as a JSON string literal (quotes and escapes); shared with the access log.
+void append_json_string(std::string& out, std::string_view v);
 
 void set_min_level(Level level);
+void set_format(Format format);
 bool enabled(Level level);
 void write(Level level, std::string_view line);
 
-// Builds "ts=... level=... msg="..." key=value ..." and writes it when destroyed.
+// Builds "ts=... level=... msg="..." key=value ..." (or the same as a JSON object) and
+// writes it when destroyed.
 class Line {
  public:
   Line(Level level, std::string_view msg);
@@ -36,6 +42,7 @@ class Line {
   void add(std::string_view key, std::string_view value);
   Level level_;
   bool active_;
+  bool json_;
   std::string out_;
 };
 

@@ -25,7 +25,7 @@ constexpr const char* kUsage = R"(usage: grayproxy -c FILE            run with a
        grayproxy weight ROUTE PERCENT [--admin URL] [--token-file FILE]
                                     steer a rollout through the admin API
                                     (--admin default http://127.0.0.1:9901)
-options: --log-level debug|info|warn|error
+options: --log-level debug|info|warn|error   --log-format text|json
 )";
 
 int usage_error(const std::string& what) {
@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
       auto v = value();
       if (!v) return usage_error(arg + " needs HOST:PORT");
       (arg == "--listen" ? listen : admin) = *v;
+    } else if (arg == "--log-format") {
+      auto v = value();
+      if (!v || (*v != "text" && *v != "json"))
+        return usage_error("--log-format needs text or json");
+      proxy::log::set_format(*v == "json" ? proxy::log::Format::json : proxy::log::Format::text);
     } else if (arg == "--log-level") {
       auto v = value();
       if (!v) return usage_error("--log-level needs a level");
