@@ -151,6 +151,22 @@ std::int64_t unix_ms() {
       .count();
 }
 
+// Writes are POST only and, with a token configured, need it: the refusal, or nothing.
+std::optional<Response> refuse_write(const std::string& token, const Request& req) {
+  if (req.method() != http::verb::post) {
+    auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
+    res.set(http::field::allow, "POST");
+    return res;
+  }
+  if (!authorized(token, req)) {
+    auto res =
+        json_response(http::status::unauthorized, json::object{{"error", "unauthorized"}}, req);
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
+  }
+  return std::nullopt;
+}
+
 Response handle(Server& server, const std::string& token, const History& history,
                 const Request& req) {
   std::string_view target = req.target();
@@ -164,17 +180,7 @@ Response handle(Server& server, const std::string& token, const History& history
   };
 
   if (target == "/reload") {
-    if (req.method() != http::verb::post) {
-      auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
-      res.set(http::field::allow, "POST");
-      return res;
-    }
-    if (!authorized(token, req)) {
-      auto res =
-          json_response(http::status::unauthorized, json::object{{"error", "unauthorized"}}, req);
-      res.set(http::field::www_authenticate, "Bearer");
-      return res;
-    }
+    if (auto refused = refuse_write(token, req)) return std::move(*refused);
     auto result = server.reload();
     if (result.ok) return json_response(http::status::ok, json::object{{"result", "success"}}, req);
     return json_response(http::status::bad_request,
@@ -195,17 +201,7 @@ Response handle(Server& server, const std::string& token, const History& history
         (action != "weight" && action != "pause" && action != "resume" && action != "promote" &&
          action != "abort"))
       return text(http::status::not_found, "not found\n", req);
-    if (req.method() != http::verb::post) {
-      auto res = text(http::status::method_not_allowed, "method not allowed\n", req);
-      res.set(http::field::allow, "POST");
-      return res;
-    }
-    if (!authorized(token, req)) {
-      auto res =
-          json_response(http::status::unauthorized, json::object{{"error", "unauthorized"}}, req);
-      res.set(http::field::www_authenticate, "Bearer");
-      return res;
-    }
+    if (auto refused = refuse_write(token, req)) return std::move(*refused);
     std::optional<std::uint32_t> weight_bp;
     if (action == "weight") {
       auto parsed = parse_weight(req.body());
