@@ -30,7 +30,8 @@ struct DocumentCounter : YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
@@ -532,7 +533,8 @@ Config parse(const std::string& yaml_text, const std::string& source_name) {
     while (counter.starts.size() < 2 && parser.HandleNextDocument(counter)) {
     }
     if (counter.starts.empty())
-      r.fail(Mark{1, 1}, "", "expected a map with listeners, clusters and routes, got an empty file");
+      r.fail(Mark{1, 1}, "",
+             "expected a map with listeners, clusters and routes, got an empty file");
     if (counter.starts.size() > 1) {
       const YAML::Mark& m = counter.starts[1];
       r.fail(Mark{m.line + 1, m.column + 1}, "", "expected a single YAML document, got 2");
