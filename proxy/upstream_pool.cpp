@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 namespace gp::proxy {
 
@@ -26,7 +27,7 @@ bool looks_open(Stream& s) {
 }  // namespace
 
 UpstreamPool::UpstreamPool(Executor ex, std::size_t max_idle_per_endpoint)
-    : ex_(ex), max_idle_(max_idle_per_endpoint) {}
+    : ex_(std::move(ex)), max_idle_(max_idle_per_endpoint) {}
 
 std::unique_ptr<UpstreamConn> UpstreamPool::take(const tcp::endpoint& ep,
                                                  const boost::asio::ssl::context* tls) {
