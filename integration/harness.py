@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -196,6 +197,31 @@ def base_config(listen_port, admin_port, clusters, routes, state_dir, **override
     }
     cfg.update(overrides)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# Prometheus text exposition
+# ---------------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): float} of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        labels = frozenset(_LABEL.findall(m.group(2) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(3))
+        except ValueError:
+            pass
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -217,25 +217,7 @@ class Load:
 # Metrics text
 # ---------------------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text):
-    """{(name, frozenset(labels)): float}"""
-    out = {}
-    for line in text.split("\n"):
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        labels = frozenset(_LABEL.findall(m.group(2) or ""))
-        try:
-            out[(m.group(1), labels)] = float(m.group(3))
-        except ValueError:
-            pass
-    return out
+parse_metrics = harness.parse_metrics  # one parser of the exposition format for all tests
 
 
 def metric(ms, name, **labels):
