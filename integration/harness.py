@@ -603,6 +603,46 @@ class ProxyTestCase(unittest.TestCase):
                       % (listen_port, proc.poll(), self.read_proxy_stderr()))
         return proc
 
+    def start_prometheus(self, config_text):
+        """A real Prometheus server on a free loopback port with config_text (written
+        into the test's temp dir, beside any rule files copied there); returns its port
+        once /-/ready answers."""
+        port = free_port()
+        data = os.path.join(self.tmp, "prom-data")
+        os.makedirs(data)
+        cfg = os.path.join(self.tmp, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write(config_text)
+        log = os.path.join(self.tmp, "prometheus.log")
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                ["prometheus", "--config.file=" + cfg, "--storage.tsdb.path=" + data,
+                 "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.tmp)
+        self._procs.append(("prometheus", proc))
+        self._logs.append(log)
+
+        def ready():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/-/ready")
+                st = c.getresponse().status
+                c.close()
+                return st == 200
+            except OSError:
+                return False
+        self.assertTrue(wait_until(ready, timeout=60, interval=0.2),
+                        "prometheus not ready (exit %r)" % proc.poll())
+        return port
+
+    def prom_query(self, port, q):
+        """An instant PromQL query over the HTTP API; returns data.result."""
+        import urllib.parse
+        st, js = http_get_json(port, "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+        self.assertEqual(st, 200, js)
+        self.assertEqual(js["status"], "success", js)
+        return js["data"]["result"]
+
     def read_proxy_stderr(self):
         try:
             with open(self.proxy_stderr, "rb") as f:

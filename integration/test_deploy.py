@@ -316,9 +316,6 @@ class TestAgainstLiveProxy(harness.ProxyTestCase):
     def start_prometheus(self):
         if not shutil.which("prometheus"):
             self.skipTest("prometheus is not installed")
-        port = harness.free_port()
-        data = os.path.join(self.tmp, "prom-data")
-        os.makedirs(data)
         for f in RULE_FILES:
             shutil.copy(os.path.join(PROM_DIR, f), self.tmp)
         # deploy/prometheus/prometheus.yml, pointed at this proxy and scraping every second.
@@ -326,60 +323,31 @@ class TestAgainstLiveProxy(harness.ProxyTestCase):
         self.assertIn('"127.0.0.1:9901"', text)
         text = text.replace('"127.0.0.1:9901"', '"127.0.0.1:%d"' % self.admin)
         text = re.sub(r"(?m)^(\s*)(scrape_interval|evaluation_interval):.*$", r"\1\2: 1s", text)
-        cfg = os.path.join(self.tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write(text)
-        log = os.path.join(self.tmp, "prometheus.log")
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                ["prometheus", "--config.file=" + cfg, "--storage.tsdb.path=" + data,
-                 "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.tmp)
-        self._procs.append(("prometheus", proc))
-        self._logs.append(log)
-
-        def ready():
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/-/ready")
-                st = c.getresponse().status
-                c.close()
-                return st == 200
-            except OSError:
-                return False
-        self.assertTrue(harness.wait_until(ready, timeout=60, interval=0.2),
-                        "prometheus not ready (exit %r)" % proc.poll())
-        return port
-
-    def query(self, port, q):
-        st, js = harness.http_get_json(port, "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
-        self.assertEqual(st, 200, js)
-        self.assertEqual(js["status"], "success", js)
-        return js["data"]["result"]
+        return super().start_prometheus(text)
 
     def test_prometheus_evaluates_the_rules(self):
         prom = self.start_prometheus()
         # The counters must be scraped at zero before the requests, or rate() sees no increase.
         self.assertTrue(harness.wait_until(
-            lambda: self.query(prom, 'grayproxy_requests_total{route="shop"}'), timeout=30, interval=0.3),
+            lambda: self.prom_query(prom, 'grayproxy_requests_total{route="shop"}'), timeout=30, interval=0.3),
             "prometheus did not scrape grayproxy")
         self.send("/shop/a", "stable", 40)
         self.send("/shop/b?status=503", "canary", 30)
         self.send("/shop/b", "canary", 10)
 
         def ratios():
-            res = self.query(prom, 'grayproxy:request_error_ratio:rate5m{route="shop"}')
+            res = self.prom_query(prom, 'grayproxy:request_error_ratio:rate5m{route="shop"}')
             got = {r["metric"]["version"]: float(r["value"][1]) for r in res}
             return got if len(got) == 2 and got["canary"] > 0 else None
         got = harness.wait_until(ratios, timeout=30, interval=0.5)
         self.assertTrue(got, "no error ratio recorded: %r; rules: %r" % (
-            self.query(prom, 'grayproxy:request_error_ratio:rate5m'),
+            self.prom_query(prom, 'grayproxy:request_error_ratio:rate5m'),
             harness.http_get_json(prom, "/api/v1/rules")[1]))
         # Scrapes may fall between the request batches; once the counters settled (3 s):
         self.assertTrue(harness.wait_until(
             lambda: (lambda g: g and abs(g["canary"] - 0.75) < 1e-9 and g["stable"] == 0)(ratios()),
             timeout=15, interval=0.5), ratios())
-        p99 = self.query(prom, 'grayproxy:request_duration_seconds:p99_5m{route="shop"}')
+        p99 = self.prom_query(prom, 'grayproxy:request_duration_seconds:p99_5m{route="shop"}')
         self.assertEqual({r["metric"]["version"] for r in p99}, {"stable", "canary"})
         for r in p99:
             v = float(r["value"][1])
@@ -393,7 +361,7 @@ class TestAgainstLiveProxy(harness.ProxyTestCase):
         self.assertTrue(alerts, "GrayproxyCanaryErrorRatioHigh not pending")
         self.assertEqual(alerts[0]["labels"]["route"], "shop")
         self.assertEqual(alerts[0]["state"], "pending")
-        up = self.query(prom, 'up{job="grayproxy"}')
+        up = self.prom_query(prom, 'up{job="grayproxy"}')
         self.assertEqual([float(r["value"][1]) for r in up], [1.0])
 
 

@@ -508,42 +508,11 @@ class TestPublicCatchAll(MetricsBase):
 class TestPrometheusScrape(MetricsBase):
 
     def start_prometheus(self):
-        port = harness.free_port()
-        data = os.path.join(self.tmp, "prom-data")
-        os.makedirs(data)
-        cfg = os.path.join(self.tmp, "prometheus.yml")
-        with open(cfg, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                    "  evaluation_interval: 1s\n"
-                    "scrape_configs:\n  - job_name: grayproxy\n    static_configs:\n"
-                    "      - targets: ['127.0.0.1:%d']\n" % self.admin)
-        log = os.path.join(self.tmp, "prometheus.log")
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                ["prometheus", "--config.file=" + cfg, "--storage.tsdb.path=" + data,
-                 "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.tmp)
-        self._procs.append(("prometheus", proc))
-        self._logs.append(log)
-
-        def ready():
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/-/ready")
-                st = c.getresponse().status
-                c.close()
-                return st == 200
-            except OSError:
-                return False
-        self.assertTrue(harness.wait_until(ready, timeout=60, interval=0.2),
-                        "prometheus not ready (exit %r)" % proc.poll())
-        return port
-
-    def prom_query(self, port, q):
-        st, js = harness.http_get_json(port, "/api/v1/query?" + urllib.parse.urlencode({"query": q}))
-        self.assertEqual(st, 200, js)
-        self.assertEqual(js["status"], "success", js)
-        return js["data"]["result"]
+        return super().start_prometheus(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: grayproxy\n    static_configs:\n"
+            "      - targets: ['127.0.0.1:%d']\n" % self.admin)
 
     def test_prometheus_query_returns_sent_counts(self):
         prom = self.start_prometheus()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages grayproxy needs, only those that are missing.
-# usage: scripts/deps.sh [build|test|bench]...   (default: build)
+# usage: scripts/deps.sh [build|test|bench|fuzz]...   (default: build)
 set -euo pipefail
 
 build=(g++ cmake make pkg-config ccache libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev
@@ -8,6 +8,7 @@ build=(g++ cmake make pkg-config ccache libboost1.81-dev libboost-json1.81-dev l
 test=(curl wrk python3 python3-xxhash xxhash openssl prometheus procps iproute2 chromium
       fonts-liberation systemd clang-14 libclang-rt-14-dev)
 bench=(haproxy nginx-light wrk python3 curl)
+fuzz=(clang-14 libclang-rt-14-dev)
 
 wanted=("${build[@]}")
 for what in "$@"; do
@@ -15,6 +16,7 @@ for what in "$@"; do
     build) ;;
     test) wanted+=("${test[@]}") ;;
     bench) wanted+=("${test[@]}" "${bench[@]}") ;;
+    fuzz) wanted+=("${fuzz[@]}") ;;
     *) echo "deps.sh: unknown set '$what'" >&2; exit 2 ;;
   esac
 done

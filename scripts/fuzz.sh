@@ -8,17 +8,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 targets=(config_fuzz request_fuzz)
 
-missing=()
-for p in clang-14 libclang-rt-14-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then echo "fuzz.sh: run as root to install packages" >&2; exit 1; fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+scripts/deps.sh fuzz  # clang-14 and its libFuzzer runtime, if missing
 
 export CCACHE_DIR=${CCACHE_DIR:-$PWD/.ccache}
 launcher=()
