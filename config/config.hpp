@@ -63,11 +63,32 @@ struct UpstreamTls {
   friend bool operator==(const UpstreamTls&, const UpstreamTls&) = default;
 };
 
+// Passive outlier detection of a cluster's endpoints (Envoy's outlier_detection). Failures:
+// connect failures and timeouts, resets and timeouts before the response head, 502/503/504.
+struct OutlierDetection {
+  std::uint32_t consecutive_failures = 5;
+  Duration ejection_time = std::chrono::seconds(30);       // x the endpoint's ejections in a row
+  Duration max_ejection_time = std::chrono::seconds(300);  // default: max(300s, ejection_time)
+  std::uint32_t max_ejection_percent = 50;                 // of the cluster's endpoints, 0-100
+  friend bool operator==(const OutlierDetection&, const OutlierDetection&) = default;
+};
+
+// Per-cluster circuit breakers (Envoy's max_pending_requests / max_requests); 0 = unlimited.
+struct ClusterLimits {
+  std::uint32_t max_pending_requests = 0;  // waiting for a new upstream connection
+  std::uint32_t max_active_requests = 0;   // in flight to the cluster, all workers
+  friend bool operator==(const ClusterLimits&, const ClusterLimits&) = default;
+};
+
 struct Cluster {
   std::string name;
   std::vector<Address> endpoints;
   std::optional<UpstreamTls> tls;
   Mark mark;
+  // Absent: only a refused or timed-out connection ejects, for 5 s (the behaviour before
+  // outlier_detection existed).
+  std::optional<OutlierDetection> outlier_detection;
+  ClusterLimits limits;
   friend bool operator==(const Cluster&, const Cluster&) = default;
 };
 
@@ -113,6 +134,8 @@ struct Split {
   Duration cookie_ttl = std::chrono::hours(24 * 30);
   bool trust_forwarded_for = false;
   bool expose_version = false;
+  // When no canary endpoint can be reached: answer the error, or serve the request from stable.
+  bool fallback_to_stable = false;
   friend bool operator==(const Split&, const Split&) = default;
 };
 
@@ -140,6 +163,25 @@ struct Rollout {
   friend bool operator==(const Rollout&, const Rollout&) = default;
 };
 
+// Conditions of Retries::on, a bit set.
+enum RetryOn : std::uint8_t {
+  kRetryConnectFailure = 1,  // refused, unreachable or timed-out connection: nothing was sent
+  kRetryReset = 2,           // connection reset or closed before the response head
+  kRetryTimeout = 4,         // no response head within timeouts.upstream_response
+  kRetry502 = 8,
+  kRetry503 = 16,
+  kRetry504 = 32,
+};
+
+// A route's retry policy (Envoy's retry_policy). Requests that were sent (all conditions but
+// connect-failure) are retried only for idempotent methods without a body; each retry goes to
+// an endpoint not tried yet for the request when the cluster has one.
+struct Retries {
+  std::uint32_t attempts = 0;  // extra tries after the first
+  std::uint8_t on = kRetryConnectFailure | kRetryReset;
+  friend bool operator==(const Retries&, const Retries&) = default;
+};
+
 struct Route {
   std::string name;
   Match match;
@@ -148,6 +190,9 @@ struct Route {
   std::optional<Split> split;
   std::optional<Rollout> rollout;
   Mark mark;
+  // Absent: a failed connection moves on to the cluster's next endpoint (each tried once),
+  // nothing else is retried.
+  std::optional<Retries> retries;
   friend bool operator==(const Route&, const Route&) = default;
 };
 
@@ -166,6 +211,7 @@ struct Limits {
   std::uint32_t max_connections = 10000;
   std::uint64_t max_request_body_bytes = 0;  // 0 = unlimited (streamed)
   std::uint32_t max_idle_upstream_per_endpoint = 64;
+  std::uint32_t max_request_line_bytes = 8192;  // 414 above (nginx's header buffer size)
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
@@ -181,6 +227,21 @@ struct AccessLog {
   friend bool operator==(const AccessLog&, const AccessLog&) = default;
 };
 
+// Fleet mode: several instances run one rollout together through etcd (README "Fleet mode").
+struct Etcd {
+  std::vector<Address> endpoints;                 // tried in order; the next on failure
+  std::string prefix;                             // "/grayproxy/NAME": every key lives under it
+  Duration lease_ttl = std::chrono::seconds(10);  // whole seconds, at least 2s
+  std::optional<UpstreamTls> tls;                 // https to etcd: ca_file, cert_file, key_file
+  friend bool operator==(const Etcd&, const Etcd&) = default;
+};
+
+struct Fleet {
+  std::string instance;  // "" = hostname:admin_port (unique per fleet)
+  Etcd etcd;
+  friend bool operator==(const Fleet&, const Fleet&) = default;
+};
+
 struct Config {
   std::string source;    // file name (or "<demo>") used in messages
   unsigned workers = 0;  // 0 = auto (number of cores)
@@ -192,6 +253,7 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
   std::vector<Route> routes;
+  std::optional<Fleet> fleet;  // absent: single-instance mode
 
   const Cluster* find_cluster(const std::string& name) const;
 };

@@ -3,6 +3,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <limits>
@@ -119,7 +120,7 @@ class Parser {
 
   Config parse(const Value& root) {
     const Map top = r_.map(root, {"workers", "state_dir", "admin", "timeouts", "limits",
-                                  "access_log", "listeners", "clusters", "routes"});
+                                  "access_log", "listeners", "clusters", "routes", "fleet"});
     cfg_.source = r_.source();
     if (const Value* v = top.find("workers")) workers(*v);
     if (const Value* v = top.find("state_dir")) cfg_.state_dir = r_.string(*v);
@@ -130,6 +131,7 @@ class Parser {
     listeners(top.need("listeners"));
     clusters(top.need("clusters"));  // before routes, which refer to them
     routes(top.need("routes"));
+    if (const Value* v = top.find("fleet")) fleet(*v);
     return std::move(cfg_);
   }
 
@@ -171,15 +173,17 @@ class Parser {
   }
 
   void limits(const Value& v) {
-    const Map m =
-        r_.map(v, {"max_request_header_bytes", "max_response_header_bytes", "max_connections",
-                   "max_request_body_bytes", "max_idle_upstream_per_endpoint"});
+    const Map m = r_.map(
+        v, {"max_request_header_bytes", "max_request_line_bytes", "max_response_header_bytes",
+            "max_connections", "max_request_body_bytes", "max_idle_upstream_per_endpoint"});
     Limits& l = cfg_.limits;
     auto u32 = [&](const Value& x, std::uint64_t min, std::uint64_t max) {
       return static_cast<std::uint32_t>(r_.integer(x, min, max));
     };
     if (const Value* x = m.find("max_request_header_bytes"))
       l.max_request_header_bytes = u32(*x, 1024, 1048576);
+    if (const Value* x = m.find("max_request_line_bytes"))
+      l.max_request_line_bytes = u32(*x, 256, 1048576);
     if (const Value* x = m.find("max_response_header_bytes"))
       l.max_response_header_bytes = u32(*x, 1024, 1048576);
     if (const Value* x = m.find("max_connections")) l.max_connections = u32(*x, 1, kU32Max);
@@ -264,7 +268,7 @@ class Parser {
     if (items.empty()) r_.fail_got(v, "expected at least one cluster");
     std::vector<Mark> name_marks;
     for (const Value& item : items) {
-      const Map m = r_.map(item, {"name", "endpoints", "tls"});
+      const Map m = r_.map(item, {"name", "endpoints", "tls", "outlier_detection", "limits"});
       Cluster c;
       c.mark = m.mark();
       const Value& name = m.need("name");
@@ -301,9 +305,102 @@ class Parser {
         if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
         c.tls = std::move(tls);
       }
+      if (const Value* x = m.find("outlier_detection")) c.outlier_detection = outlier_detection(*x);
+      if (const Value* x = m.find("limits")) c.limits = cluster_limits(*x);
       name_marks.push_back(name.mark);
       cfg_.clusters.push_back(std::move(c));
     }
+  }
+
+  void fleet(const Value& v) {
+    const Map m = r_.map(v, {"instance", "etcd"});
+    Fleet f;
+    if (const Value* x = m.find("instance")) {
+      f.instance = r_.nonempty_string(*x);
+      for (char c : f.instance)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '/')
+          r_.fail_got(*x, "expected an instance name without spaces, control characters or '/'");
+    }
+    const Map em = r_.map(m.need("etcd"), {"endpoints", "prefix", "lease_ttl", "tls"});
+    const Value& endpoints = em.need("endpoints");
+    const auto eps = r_.list(endpoints);
+    if (eps.empty()) r_.fail_got(endpoints, "expected at least one etcd endpoint");
+    for (const Value& e : eps) f.etcd.endpoints.push_back(r_.address(e));
+    const Value& prefix = em.need("prefix");
+    f.etcd.prefix = r_.nonempty_string(prefix);
+    if (!f.etcd.prefix.starts_with('/') || f.etcd.prefix.ends_with('/') || f.etcd.prefix.size() < 2)
+      r_.fail_got(prefix,
+                  "expected a key prefix like /grayproxy/NAME (leading '/', none at the end)");
+    if (const Value* x = em.find("lease_ttl")) {
+      f.etcd.lease_ttl = r_.positive_duration(*x);
+      // etcd leases are granted in whole seconds, and its minimum TTL is about 2s.
+      if (f.etcd.lease_ttl.count() % 1000 != 0 || f.etcd.lease_ttl < std::chrono::seconds(2))
+        r_.fail_got(*x, "expected whole seconds, at least 2s");
+    }
+    if (const Value* t = em.find("tls")) {
+      const Map tm = r_.map(*t, {"ca_file", "cert_file", "key_file"});
+      UpstreamTls tls;
+      if (const Value* x = tm.find("ca_file")) tls.ca_file = r_.string(*x);
+      const Value* cert = tm.find("cert_file");
+      const Value* key = tm.find("key_file");
+      if (cert) tls.cert_file = r_.nonempty_string(*cert);
+      if (key) tls.key_file = r_.nonempty_string(*key);
+      if (cert && !key) r_.fail_got(*cert, "needs key_file as well (client certificate)");
+      if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
+      f.etcd.tls = std::move(tls);
+    }
+    cfg_.fleet = std::move(f);
+  }
+
+  OutlierDetection outlier_detection(const Value& v) {
+    const Map m = r_.map(
+        v, {"consecutive_failures", "ejection_time", "max_ejection_time", "max_ejection_percent"});
+    OutlierDetection o;
+    if (const Value* x = m.find("consecutive_failures"))
+      o.consecutive_failures = static_cast<std::uint32_t>(r_.integer(*x, 1, 1000000));
+    if (const Value* x = m.find("ejection_time")) o.ejection_time = r_.positive_duration(*x);
+    // Envoy's default: max(300s, ejection_time).
+    o.max_ejection_time = std::max<Duration>(std::chrono::seconds(300), o.ejection_time);
+    if (const Value* x = m.find("max_ejection_time")) {
+      o.max_ejection_time = r_.positive_duration(*x);
+      if (o.max_ejection_time < o.ejection_time) r_.fail_got(*x, "must be at least ejection_time");
+    }
+    if (const Value* x = m.find("max_ejection_percent"))
+      o.max_ejection_percent = static_cast<std::uint32_t>(r_.integer(*x, 0, 100));
+    return o;
+  }
+
+  ClusterLimits cluster_limits(const Value& v) {
+    const Map m = r_.map(v, {"max_pending_requests", "max_active_requests"});
+    ClusterLimits l;
+    // 0 is "unlimited", the default; a limit written is at least 1.
+    if (const Value* x = m.find("max_pending_requests"))
+      l.max_pending_requests = static_cast<std::uint32_t>(r_.integer(*x, 1, kU32Max));
+    if (const Value* x = m.find("max_active_requests"))
+      l.max_active_requests = static_cast<std::uint32_t>(r_.integer(*x, 1, kU32Max));
+    return l;
+  }
+
+  // {attempts: N, on: [connect-failure, reset, timeout, 502, 503, 504]}
+  Retries retries(const Value& v) {
+    const Map m = r_.map(v, {"attempts", "on"});
+    Retries out;
+    if (const Value* x = m.find("attempts"))
+      out.attempts = static_cast<std::uint32_t>(r_.integer(*x, 0, 10));
+    if (const Value* x = m.find("on")) {
+      const auto items = r_.list(*x);
+      if (items.empty()) r_.fail_got(*x, "expected at least one retry condition");
+      constexpr std::uint8_t kBits[] = {
+          kRetryConnectFailure, kRetryReset, kRetryTimeout, kRetry502, kRetry503, kRetry504};
+      out.on = 0;
+      for (const Value& item : items) {
+        const std::uint8_t bit =
+            kBits[r_.choice(item, {"connect-failure", "reset", "timeout", "502", "503", "504"})];
+        if (out.on & bit) r_.fail_got(item, "duplicate retry condition");
+        out.on |= bit;
+      }
+    }
+    return out;
   }
 
   std::string cluster_ref(const Value& v) {
@@ -318,7 +415,8 @@ class Parser {
     std::vector<Mark> name_marks;
     std::vector<Mark> match_marks;
     for (const Value& item : items) {
-      const Map m = r_.map(item, {"name", "match", "stable", "canary", "split", "rollout"});
+      const Map m =
+          r_.map(item, {"name", "match", "stable", "canary", "split", "rollout", "retries"});
       Route route;
       route.mark = m.mark();
       const Value& name = m.need("name");
@@ -361,6 +459,7 @@ class Parser {
                   "needs a split to move (set " + m.path() + ".split with hash_on)");
         route.rollout = rollout(*x);
       }
+      if (const Value* x = m.find("retries")) route.retries = retries(*x);
       name_marks.push_back(name.mark);
       match_marks.push_back(match_mark);
       cfg_.routes.push_back(std::move(route));
@@ -381,7 +480,7 @@ class Parser {
 
   Split split(const Value& v, const std::string& route_name) {
     const Map m = r_.map(v, {"weight", "hash_on", "salt", "fallback", "overrides", "cookie_ttl",
-                             "trust_forwarded_for", "expose_version"});
+                             "trust_forwarded_for", "expose_version", "canary_unavailable"});
     Split s;
     if (const Value* x = m.find("weight")) s.weight_bp = r_.percent_bp(*x);
     const Map hash_on = r_.map(m.need("hash_on"), {"header", "cookie"});
@@ -419,6 +518,8 @@ class Parser {
     if (const Value* x = m.find("cookie_ttl")) s.cookie_ttl = r_.positive_duration(*x);
     if (const Value* x = m.find("trust_forwarded_for")) s.trust_forwarded_for = r_.boolean(*x);
     if (const Value* x = m.find("expose_version")) s.expose_version = r_.boolean(*x);
+    if (const Value* x = m.find("canary_unavailable"))
+      s.fallback_to_stable = r_.choice(*x, {"fail", "fallback_to_stable"}) == 1;
     return s;
   }
 

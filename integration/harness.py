@@ -126,10 +126,10 @@ def read_first_line(proc, timeout=10.0):
     return buf
 
 
-def start_upstream(name, port=0, log_dir=None):
-    """Start upstream.py; returns (proc, port)."""
+def start_upstream(name, port=0, log_dir=None, args=()):
+    """Start upstream.py (with extra command-line args); returns (proc, port)."""
     err = open(os.path.join(log_dir, "upstream-%s.stderr" % name), "ab") if log_dir else subprocess.DEVNULL
-    proc = subprocess.Popen([PYTHON, UPSTREAM, "--port", str(port), "--name", name],
+    proc = subprocess.Popen([PYTHON, UPSTREAM, "--port", str(port), "--name", name] + list(args),
                             stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
     if log_dir:
         err.close()
@@ -545,7 +545,8 @@ class ProxyTestCase(unittest.TestCase):
             stop_process(proc)
             if proc.stdout:
                 proc.stdout.close()
-        failed = self._failed()
+        reports = self._sanitizer_reports()
+        failed = self._failed() or bool(reports)
         if failed:
             for path in self._logs:
                 try:
@@ -559,6 +560,33 @@ class ProxyTestCase(unittest.TestCase):
             sys.stderr.write("(logs kept in %s)\n" % self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if reports:
+            self.fail("sanitizer report in the proxy's stderr:\n" + "\n".join(reports))
+
+    # What ASan, LSan and UBSan print (halt_on_error makes the proxy exit on the first).
+    _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def _sanitizer_reports(self):
+        """Sanitizer reports in the proxies' stderr, in a sanitizer build (ctest sets
+        GRAYPROXY_SANITIZED=1 there): a report fails the test even when every request
+        succeeded, e.g. one found while the proxy shut down."""
+        if os.environ.get("GRAYPROXY_SANITIZED") != "1":
+            return []
+        out = []
+        for path in self._logs:
+            if not os.path.basename(path).startswith("proxy"):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            for marker in self._SANITIZER_MARKERS:
+                i = text.find(marker)
+                if i >= 0:
+                    out.append("%s: %s" % (path, text[max(0, i - 200):i + 3000]))
+                    break
+        return out
 
     def _failed(self):
         outcome = getattr(self, "_outcome", None)
@@ -572,8 +600,8 @@ class ProxyTestCase(unittest.TestCase):
 
     # -- processes ----------------------------------------------------------------------
 
-    def start_upstream(self, name, port=0):
-        proc, port = start_upstream(name, port, log_dir=self.tmp)
+    def start_upstream(self, name, port=0, args=()):
+        proc, port = start_upstream(name, port, log_dir=self.tmp, args=args)
         self._procs.append(("upstream-" + name, proc))
         self._logs.append(os.path.join(self.tmp, "upstream-%s.stderr" % name))
         return proc, port

@@ -19,6 +19,10 @@ from harness import RawConn, request_bytes, raw_exchange, status_lines, curl  # 
 WORKERS = 2
 GiB = 1 << 30
 RSS_LIMIT_KIB = 64 * 1024
+# Under ASan (ctest sets GRAYPROXY_SANITIZED=1 in the sanitizer build) RSS counts shadow
+# memory and the allocator's quarantine, so the RSS bounds are not checked there; the
+# transfers themselves and their checksums are.
+SANITIZED = os.environ.get("GRAYPROXY_SANITIZED") == "1"
 
 HOP_BY_HOP_REQUEST = ["x-foo", "keep-alive", "te", "proxy-connection", "upgrade"]
 HOP_BY_HOP_RESPONSE = ["x-foo", "keep-alive", "proxy-connection", "trailer"]
@@ -256,8 +260,9 @@ class TestBodies(CoreBase):
         self.assertEqual(js["headers"].get("content-length"), str(GiB),
                          "Content-Length framing of the upload not kept: %r" % js["headers"])
         self.assertGreater(len(sampler.samples), 3)
-        self.assertLess(sampler.max_kib, RSS_LIMIT_KIB,
-                        "proxy RSS reached %d KiB during a 1 GiB upload" % sampler.max_kib)
+        if not SANITIZED:
+            self.assertLess(sampler.max_kib, RSS_LIMIT_KIB,
+                            "proxy RSS reached %d KiB during a 1 GiB upload" % sampler.max_kib)
 
     def test_1gib_download_streams_with_bounded_rss(self):
         sampler = harness.RssSampler(self.proxy.pid, 0.1)
@@ -288,8 +293,9 @@ class TestBodies(CoreBase):
         self.assertEqual(total, GiB)
         self.assertEqual(h.hexdigest(), harness.pattern_sha256(GiB))
         self.assertGreater(len(sampler.samples), 3)
-        self.assertLess(sampler.max_kib, RSS_LIMIT_KIB,
-                        "proxy RSS reached %d KiB during a 1 GiB download" % sampler.max_kib)
+        if not SANITIZED:
+            self.assertLess(sampler.max_kib, RSS_LIMIT_KIB,
+                            "proxy RSS reached %d KiB during a 1 GiB download" % sampler.max_kib)
 
 
 class TestHeaders(CoreBase):
@@ -656,7 +662,8 @@ class TestTimeoutsAndAborts(CoreBase):
                         break
         time.sleep(0.5)
         self.assert_serves("after clients aborted 1 GiB downloads")
-        self.assertLess(harness.rss_kib(pid), RSS_LIMIT_KIB)
+        if not SANITIZED:
+            self.assertLess(harness.rss_kib(pid), RSS_LIMIT_KIB)
 
 
 class TestLoad(CoreBase):

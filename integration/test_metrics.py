@@ -29,7 +29,7 @@ from harness import RawConn, request_bytes  # noqa: E402
 
 HOST = "example.test"
 CODE_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"]
-REASONS = ["connect", "timeout", "reset", "protocol", "no_endpoint"]
+REASONS = ["connect", "timeout", "reset", "protocol", "no_endpoint", "overflow"]
 VERSIONS = ["stable", "canary"]
 SHOP_WEIGHT = 30
 

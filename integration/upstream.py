@@ -3,9 +3,11 @@
 
 Raw-socket based, one thread per connection, keep-alive. Standard library only.
 
-    upstream.py --port P [--name NAME]
+    upstream.py --port P [--name NAME] [--default-query QUERY]
 
 With --port 0 it picks a free port and prints "LISTENING <port>" as its first stdout line.
+--default-query (e.g. "status=503" or "close=rst") applies those parameters to every request
+that does not set them itself: one endpoint of a cluster misbehaving while the others do not.
 
 Behaviour, chosen by the query string of the request target:
   (default)        200, JSON body describing the request (see describe()), header x-upstream: NAME
@@ -282,7 +284,8 @@ class Connection(threading.Thread):
     def handle(self, reader, req):
         url = urllib.parse.urlsplit(req.target)
         path = url.path if url.path else req.target
-        q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        q = dict(urllib.parse.parse_qsl(self.server.default_query, keep_blank_values=True))
+        q.update(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         conn_tokens = req.tokens("connection")
         if req.version == "HTTP/1.1":
             keep = "close" not in conn_tokens
@@ -484,8 +487,9 @@ REASONS = {
 
 
 class Server:
-    def __init__(self, port, name):
+    def __init__(self, port, name, default_query=""):
         self.name = name
+        self.default_query = default_query
         self.stats = Stats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -506,8 +510,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="upstream")
+    ap.add_argument("--default-query", default="")
     args = ap.parse_args()
-    server = Server(args.port, args.name)
+    server = Server(args.port, args.name, args.default_query)
     sys.stdout.write("LISTENING %d\n" % server.port)
     sys.stdout.flush()
     try:

@@ -113,6 +113,11 @@ Metrics::Metrics(unsigned workers, std::string version_string)
       .Register(*registry_)
       .Add({})
       .Set(process_start_time());
+  refused_max_connections_ = &prometheus::BuildCounter()
+                                  .Name("grayproxy_connections_refused_total")
+                                  .Help("Client connections closed at accept, by reason.")
+                                  .Register(*registry_)
+                                  .Add({{"reason", "max_connections"}});
   route(kUnmatchedRoute);
 }
 
@@ -128,6 +133,13 @@ RouteStats& Metrics::route(std::string_view name) {
              .first;
   }
   return *it->second;
+}
+
+EndpointStats& Metrics::endpoint(std::string_view cluster, std::string_view address) {
+  std::lock_guard lock(mutex_);
+  auto& slot = endpoints_[{std::string(cluster), std::string(address)}];
+  if (!slot) slot = std::make_unique<EndpointStats>();
+  return *slot;
 }
 
 Snapshot Metrics::totals(std::string_view route, Version v) const {
@@ -173,6 +185,8 @@ void Metrics::config_reload(bool success) {
 std::vector<MetricFamily> Metrics::Collect() const {
   std::vector<const RouteStats*> routes;
   std::vector<std::pair<std::string, std::size_t>> states;
+  std::vector<std::pair<const std::pair<std::string, std::string>*, const EndpointStats*>>
+      endpoints;
   {
     // Copy out under the lock; the shards are summed after it, so a scrape never holds up
     // route() (a reload) for long.
@@ -180,6 +194,8 @@ std::vector<MetricFamily> Metrics::Collect() const {
     routes.reserve(routes_.size());
     for (const auto& [name, stats] : routes_) routes.push_back(stats.get());
     states.assign(rollout_state_.begin(), rollout_state_.end());
+    // Entries are never erased, so the key and stats pointers stay valid after the lock.
+    for (const auto& [key, stats] : endpoints_) endpoints.emplace_back(&key, stats.get());
   }
 
   MetricFamily requests{"grayproxy_requests_total",
@@ -254,8 +270,29 @@ std::vector<MetricFamily> Metrics::Collect() const {
   c.gauge.value = static_cast<double>(active);
   connections.metric.push_back(std::move(c));
 
+  MetricFamily ejected{"grayproxy_upstream_endpoint_ejected",
+                       "1 while outlier detection keeps the endpoint out of its cluster.",
+                       MetricType::Gauge,
+                       {}};
+  MetricFamily ejections{"grayproxy_upstream_ejections_total",
+                         "Ejections of the endpoint by outlier detection.",
+                         MetricType::Counter,
+                         {}};
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                                  .count();
+  for (const auto& [key, stats] : endpoints) {
+    ClientMetric g = labelled({{"cluster", key->first}, {"endpoint", key->second}});
+    g.gauge.value = now_ns < stats->ejected_until_ns.load(std::memory_order_relaxed) ? 1 : 0;
+    ejected.metric.push_back(std::move(g));
+    ClientMetric n = labelled({{"cluster", key->first}, {"endpoint", key->second}});
+    n.counter.value = static_cast<double>(stats->ejections.load(std::memory_order_relaxed));
+    ejections.metric.push_back(std::move(n));
+  }
+
   std::vector<MetricFamily> families = registry_->Collect();
-  for (MetricFamily* f : {&requests, &duration, &upstream, &rollout, &connections})
+  for (MetricFamily* f :
+       {&requests, &duration, &upstream, &rollout, &connections, &ejected, &ejections})
     families.push_back(std::move(*f));
   // A family without samples is noise (HELP/TYPE only); drop it until it has one.
   std::erase_if(families, [](const MetricFamily& f) { return f.metric.empty(); });

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "metrics/route_stats.hpp"
@@ -31,6 +32,13 @@ namespace gp::metrics {
 // The rollout states of DESIGN.md "Rollout controller", in grayproxy_rollout_state order.
 inline constexpr std::array<std::string_view, 5> kRolloutStates = {"idle", "progressing", "paused",
                                                                    "promoted", "rolled_back"};
+
+// Outlier detection of one upstream endpoint as scrapes see it: written by any worker when
+// it ejects the endpoint (rare), read by Collect().
+struct EndpointStats {
+  std::atomic<std::uint64_t> ejections{0};
+  std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock since its epoch; 0 = never
+};
 
 class Metrics final : public prometheus::Collectable {
  public:
@@ -51,6 +59,11 @@ class Metrics final : public prometheus::Collectable {
   // call it when building a routing snapshot, never per request. Route "none" always exists.
   RouteStats& route(std::string_view name);
 
+  // The stats of an upstream endpoint (cluster name, configured address), created on first
+  // use and kept for the life of this Metrics, like route(). Takes the mutex: call it when
+  // building a snapshot.
+  EndpointStats& endpoint(std::string_view cluster, std::string_view address);
+
   // Cumulative totals of a route and version (all zero for an unknown route).
   Snapshot totals(std::string_view route, Version v) const;
 
@@ -69,6 +82,9 @@ class Metrics final : public prometheus::Collectable {
   // From worker thread w only, like RouteStats::record (same single-writer shards).
   void connection_opened(unsigned w) noexcept { add_connections(w, 1); }
   void connection_closed(unsigned w) noexcept { add_connections(w, -1); }
+  // grayproxy_connections_refused_total{reason="max_connections"}++: a connection accepted
+  // over limits.max_connections and closed at once. Any thread (rare by nature).
+  void connection_refused_max_connections() { refused_max_connections_->Increment(); }
 
   // All families: the registry's plus the summed shards. Any thread.
   std::vector<prometheus::MetricFamily> Collect() const override;
@@ -98,10 +114,13 @@ class Metrics final : public prometheus::Collectable {
   prometheus::Counter& reloads_success_;
   prometheus::Counter& reloads_failure_;
   prometheus::Gauge& last_reload_success_;
+  prometheus::Counter* refused_max_connections_ = nullptr;
 
   mutable std::mutex mutex_;  // guards the two maps below, not the stats they point to
   std::map<std::string, std::unique_ptr<RouteStats>, std::less<>> routes_;
   std::map<std::string, std::size_t, std::less<>> rollout_state_;  // index into kRolloutStates
+  // (cluster, endpoint) -> stats; guarded by mutex_ like routes_.
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<EndpointStats>> endpoints_;
 };
 
 }  // namespace gp::metrics

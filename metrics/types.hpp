@@ -15,8 +15,16 @@ namespace gp::metrics {
 enum class Version : std::uint8_t { stable = 0, canary = 1 };
 inline constexpr std::size_t kVersions = 2;
 
-enum class UpstreamError : std::uint8_t { connect, timeout, reset, protocol, no_endpoint };
-inline constexpr std::size_t kUpstreamErrors = 5;
+// overflow: refused by the cluster's circuit breaker (limits), nothing was sent.
+enum class UpstreamError : std::uint8_t {
+  connect,
+  timeout,
+  reset,
+  protocol,
+  no_endpoint,
+  overflow
+};
+inline constexpr std::size_t kUpstreamErrors = 6;
 
 // 1xx..5xx.
 inline constexpr std::size_t kCodeClasses = 5;
@@ -37,6 +45,8 @@ constexpr std::string_view to_string(UpstreamError e) noexcept {
       return "protocol";
     case UpstreamError::no_endpoint:
       return "no_endpoint";
+    case UpstreamError::overflow:
+      return "overflow";
   }
   return "unknown";
 }

@@ -16,6 +16,7 @@
 
 #include "config/percent.hpp"
 #include "metrics/gzip.hpp"
+#include "proxy/fleet.hpp"
 #include "proxy/header_util.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_json.hpp"
@@ -72,6 +73,7 @@ json::object route_status(const RouteRuntime& r, const Snapshot& snap, RolloutMa
     split["fallback"] = s.fallback == config::Fallback::cookie      ? "cookie"
                         : s.fallback == config::Fallback::client_ip ? "client_ip"
                                                                     : "random";
+    split["canary_unavailable"] = s.fallback_to_stable ? "fallback_to_stable" : "fail";
     o["split"] = std::move(split);
   }
   if (r.config->rollout) {
@@ -79,8 +81,74 @@ json::object route_status(const RouteRuntime& r, const Snapshot& snap, RolloutMa
     for (auto bp : r.config->rollout->steps_bp) steps.push_back(json_number(bp / 100.0));
     o["steps_percent"] = std::move(steps);
   }
+  if (r.config->retries) {
+    static constexpr std::pair<std::uint8_t, const char*> kOn[] = {
+        {config::kRetryConnectFailure, "connect-failure"},
+        {config::kRetryReset, "reset"},
+        {config::kRetryTimeout, "timeout"},
+        {config::kRetry502, "502"},
+        {config::kRetry503, "503"},
+        {config::kRetry504, "504"}};
+    json::array on;
+    for (auto const& [bit, name] : kOn)
+      if (r.config->retries->on & bit) on.push_back(json::value(name));
+    o["retries"] = json::object{{"attempts", r.config->retries->attempts}, {"on", std::move(on)}};
+  }
   if (r.canary >= 0) o["rollout"] = rollouts.route_status(r.config->name);
   return o;
+}
+
+// A cluster's endpoints with their outlier state, its policy and its circuit breakers.
+json::object cluster_status(const ClusterRuntime& c) {
+  using namespace std::chrono;
+  json::array eps;
+  for (auto const& a : c.config->endpoints) eps.push_back(json::value(a.str()));
+  const auto now = steady_clock::now();
+  const auto wall_now = system_clock::now();
+  json::array health;
+  for (auto const& h : c.health) {
+    const routing::EndpointOutlier e = h->load();
+    const bool ejected = routing::is_ejected(e, now);
+    const auto remaining = duration_cast<milliseconds>(e.ejected_until - now);
+    health.push_back(json::object{
+        {"endpoint", h->address()},
+        {"state", ejected ? "ejected" : "healthy"},
+        {"consecutive_failures", e.consecutive_failures},
+        {"times_ejected", e.times_ejected},
+        {"ejected_until_unix_ms",
+         ejected ? json::value(duration_cast<milliseconds>(
+                                   (wall_now + duration_cast<system_clock::duration>(remaining))
+                                       .time_since_epoch())
+                                   .count())
+                 : json::value()},
+        {"ejection_remaining_ms", ejected ? remaining.count() : 0},
+    });
+  }
+  const routing::OutlierPolicy& p = c.outlier;
+  json::object outlier{
+      {"configured", c.config->outlier_detection.has_value()},
+      {"consecutive_failures", p.consecutive_failures},
+      {"ejection_time_ms", duration_cast<milliseconds>(p.ejection_time).count()},
+      {"max_ejection_time_ms", duration_cast<milliseconds>(p.max_ejection_time).count()},
+      {"max_ejection_percent", p.max_ejection_percent},
+      {"counts_responses", p.count_responses},
+  };
+  auto limit = [](std::uint32_t v) { return v ? json::value(v) : json::value(); };
+  return json::object{
+      {"name", c.config->name},
+      {"endpoints", std::move(eps)},
+      {"endpoint_health", std::move(health)},
+      {"outlier_detection", std::move(outlier)},
+      // Counted only under a limit: null when unlimited.
+      {"active_requests",
+       c.config->limits.max_active_requests ? json::value(c.state->active.load()) : json::value()},
+      {"pending_requests", c.config->limits.max_pending_requests
+                               ? json::value(c.state->pending.load())
+                               : json::value()},
+      {"limits",
+       json::object{{"max_active_requests", limit(c.config->limits.max_active_requests)},
+                    {"max_pending_requests", limit(c.config->limits.max_pending_requests)}}},
+  };
 }
 
 std::string status_json(Server& server) {
@@ -93,12 +161,9 @@ std::string status_json(Server& server) {
   for (auto const& r : snap->routes) routes.push_back(route_status(r, *snap, server.rollouts()));
   root["routes"] = std::move(routes);
   json::array clusters;
-  for (auto const& c : snap->clusters) {
-    json::array eps;
-    for (auto const& a : c.config->endpoints) eps.push_back(json::value(a.str()));
-    clusters.push_back(json::object{{"name", c.config->name}, {"endpoints", std::move(eps)}});
-  }
+  for (auto const& c : snap->clusters) clusters.push_back(cluster_status(c));
   root["clusters"] = std::move(clusters);
+  if (Fleet* fleet = server.fleet()) root["fleet"] = fleet->status();
   return json::serialize(root) + "\n";
 }
 

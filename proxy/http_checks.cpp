@@ -23,6 +23,40 @@ bool valid_host_char(char c) {
          c == ';' || c == '=';
 }
 
+bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// Framing shared by requests and responses (RFC 9112 6.1-6.3). Anything but one
+// Content-Length of plain digits, or one Transfer-Encoding of exactly "chunked" without
+// Content-Length, is a framing a peer might read differently from us: rejected, not
+// repaired. (Beast accepts "5, 5", "gzip, chunked" and repeated fields.)
+template <bool isRequest>
+HeadVerdict check_framing(const http::header<isRequest>& head, unsigned version) {
+  std::size_t te_fields = 0;
+  bool te_chunked = false;
+  for (auto const& f : as_range(head.equal_range(http::field::transfer_encoding))) {
+    ++te_fields;
+    te_chunked = iequals(trim(f.value()), "chunked");
+  }
+  const std::size_t cl_fields = head.count(http::field::content_length);
+  if (te_fields > 0) {
+    if (version == 10) return reject(http::status::bad_request, "Transfer-Encoding in HTTP/1.0");
+    if (cl_fields > 0)
+      return reject(http::status::bad_request, "both Content-Length and Transfer-Encoding");
+    if (te_fields > 1) return reject(http::status::bad_request, "repeated Transfer-Encoding");
+    if (!te_chunked)
+      return reject(http::status::bad_request, "Transfer-Encoding other than chunked");
+  }
+  if (cl_fields > 1) return reject(http::status::bad_request, "repeated Content-Length");
+  if (cl_fields == 1 && !all_digits(trim(head[http::field::content_length])))
+    return reject(http::status::bad_request, "malformed Content-Length");
+  return {};
+}
+
 bool valid_host(std::string_view h) {
   if (h.empty() || h.size() > 255) return false;
   for (char c : h)
@@ -42,34 +76,7 @@ HeadVerdict check_request_head(http::request_header<>& head) {
     // Extension methods are fine as long as they are tokens; Beast already checked that.
   }
 
-  // Transfer-Encoding: only "chunked", exactly once and last (RFC 9112 6.1). Anything else
-  // is a framing the upstream might read differently from us.
-  std::size_t te_fields = 0;
-  std::size_t chunked_count = 0;
-  std::size_t other_codings = 0;
-  bool chunked_last = false;
-  for (auto const& f : as_range(head.equal_range(http::field::transfer_encoding))) {
-    ++te_fields;
-    for_each_token(f.value(), [&](std::string_view tok) {
-      chunked_last = iequals(tok, "chunked");
-      if (chunked_last)
-        ++chunked_count;
-      else
-        ++other_codings;
-    });
-  }
-  if (te_fields > 0) {
-    if (version == 10) return reject(http::status::bad_request, "Transfer-Encoding in HTTP/1.0");
-    if (!chunked_last)
-      return reject(http::status::bad_request, "Transfer-Encoding not ending in chunked");
-    if (chunked_count > 1) return reject(http::status::bad_request, "chunked applied twice");
-    if (other_codings > 0)
-      return reject(http::status::not_implemented, "unsupported transfer coding");
-    if (head.count(http::field::content_length) > 0)
-      return reject(http::status::bad_request, "both Content-Length and Transfer-Encoding");
-  }
-  if (head.count(http::field::content_length) > 1)
-    return reject(http::status::bad_request, "repeated Content-Length");
+  if (auto v = check_framing(head, version); !v.ok()) return v;
 
   // Target: origin-form, absolute-form (rewritten), or "*" for OPTIONS.
   std::string_view target = head.target();
@@ -109,6 +116,85 @@ HeadVerdict check_request_head(http::request_header<>& head) {
     return reject(http::status::expectation_failed, "unsupported Expect");
 
   return {};
+}
+
+HeadVerdict check_response_head(const http::response_header<>& head) {
+  const unsigned version = head.version();
+  if (version != 10 && version != 11)
+    return reject(http::status::bad_request, "unsupported HTTP version");
+  return check_framing(head, version);
+}
+
+HeadVerdict check_raw_head(std::string_view head) {
+  bool line_start = true;  // at the first byte of a line
+  bool in_name = false;    // in a field line, before its colon
+  bool first_line = true;
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    const char c = head[i];
+    if (line_start && !first_line) {
+      if (c == ' ' || c == '\t') return reject(http::status::bad_request, "obs-fold");
+      in_name = c != '\r';
+    }
+    line_start = false;
+    switch (c) {
+      case '\0':
+        return reject(http::status::bad_request, "NUL in head");
+      case '\r':
+        if (i + 1 >= head.size() || head[i + 1] != '\n')
+          return reject(http::status::bad_request, "bare CR in head");
+        break;
+      case '\n':
+        if (i == 0 || head[i - 1] != '\r')
+          return reject(http::status::bad_request, "bare LF in head");
+        line_start = true;
+        first_line = false;
+        in_name = false;
+        break;
+      case ':':
+        if (in_name && (head[i - 1] == ' ' || head[i - 1] == '\t'))
+          return reject(http::status::bad_request, "whitespace before colon");
+        in_name = false;
+        break;
+      default:
+        break;
+    }
+  }
+  return {};
+}
+
+std::size_t request_line_length(std::string_view received) {
+  const auto lf = received.find('\n');
+  if (lf == std::string_view::npos) return received.size();
+  return lf > 0 && received[lf - 1] == '\r' ? lf - 1 : lf;
+}
+
+namespace {
+
+class HeadErrorCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "grayproxy.head"; }
+  std::string message(int ev) const override {
+    switch (static_cast<HeadError>(ev)) {
+      case HeadError::request_line_too_long:
+        return "request line too long";
+      case HeadError::invalid_head:
+        return "invalid request head";
+      case HeadError::invalid_response:
+        return "invalid upstream response head";
+    }
+    return "unknown head error";
+  }
+};
+
+}  // namespace
+
+const boost::system::error_category& head_error_category() {
+  static const HeadErrorCategory category;
+  return category;
+}
+
+boost::system::error_code make_error_code(HeadError e) {
+  return {static_cast<int>(e), head_error_category()};
 }
 
 bool is_idempotent(http::verb method) {

@@ -1,10 +1,15 @@
 // What Beast's parser lets through but a proxy must not forward: checked on the parsed
-// request head, before anything is sent upstream (request smuggling defences).
+// request head, before anything is sent upstream, and on the parsed response head, before
+// anything is sent to the client (request smuggling and response splitting defences).
 #pragma once
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace gp::proxy {
 
@@ -18,7 +23,32 @@ struct HeadVerdict {
 // absolute-form target to origin-form (RFC 9112 3.2.2: its authority replaces Host).
 HeadVerdict check_request_head(boost::beast::http::request_header<>& head);
 
+// Validates the framing of a parsed upstream response head (the request rules that apply
+// to responses). A rejected response is answered 502 and its connection closed.
+HeadVerdict check_response_head(const boost::beast::http::response_header<>& head);
+
+// Checks the raw bytes of a complete head (start line through the empty line) for what
+// Beast accepts or repairs silently: obs-fold (which it unfolds), and, as a second line of
+// defence, NUL, bare CR, bare LF and whitespace before a field's colon.
+HeadVerdict check_raw_head(std::string_view head);
+
+// Length of the request line without its CRLF among the bytes received so far (all of
+// them while no LF has arrived), for limits.max_request_line_bytes.
+std::size_t request_line_length(std::string_view received);
+
 // Method is safe to send twice (RFC 9110 9.2.2) when the request has no body.
 bool is_idempotent(boost::beast::http::verb method);
 
+// Head errors the session reports besides Beast's own.
+enum class HeadError {
+  request_line_too_long = 1,  // 414
+  invalid_head,               // check_raw_head rejected a request head: 400
+  invalid_response,           // an upstream response head failed the checks: 502
+};
+const boost::system::error_category& head_error_category();
+boost::system::error_code make_error_code(HeadError e);
+
 }  // namespace gp::proxy
+
+template <>
+struct boost::system::is_error_code_enum<gp::proxy::HeadError> : std::true_type {};

@@ -9,6 +9,8 @@
 #include <cmath>
 
 #include "metrics/window.hpp"
+#include "proxy/fleet.hpp"
+#include "proxy/fleet_json.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_json.hpp"
 
@@ -85,6 +87,7 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
     persisted_routes = &r->as_object();
 
   std::map<std::string, Entry> next;
+  std::vector<std::pair<std::string, std::uint32_t>> fleet_edits;  // YAML weight edits
   for (auto const& rt : snap.routes) {
     if (rt.canary < 0) continue;
     const std::string& name = rt.config->name;
@@ -102,6 +105,8 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
       e.prev_canary = o.prev_canary;
       e.prev_stable = o.prev_stable;
       e.next_tick = o.next_tick;
+      e.fleet_seq = o.fleet_seq;
+      if (weight_edit) fleet_edits.emplace_back(name, yaml_weight);
       if (e.policy) {
         if (canary_changed) {
           // Judgements were about another build: start the analysis from the first step.
@@ -128,6 +133,9 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
           const auto weight = saved->at("weight_bp").to_number<std::uint32_t>();
           if (configured == yaml_weight && weight <= 10000) {  // else the operator edited the file
             rt.live->weight_bp.store(weight);
+            if (fleet_)
+              if (auto* seq = saved->if_contains("fleet_seq"))
+                e.fleet_seq = seq->to_number<std::uint64_t>();
             if (e.policy) {
               if (auto* ro = saved->if_contains("rollout"); ro && ro->is_object())
                 e.controller.emplace(*e.policy, status_from_json(ro->as_object()));
@@ -158,6 +166,16 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
   }
   entries_ = std::move(next);
   persist();
+  if (fleet_) {
+    // The fleet's state in etcd stays the truth: edits go there, the rest is re-applied.
+    for (auto const& [route, bp] : fleet_edits) fleet_->submit_weight(route, bp);
+    fleet_->resync();
+  }
+}
+
+void RolloutManager::attach_fleet(Fleet* fleet) {
+  std::lock_guard lock(mu_);
+  fleet_ = fleet;
 }
 
 void RolloutManager::start() {
@@ -183,6 +201,7 @@ void RolloutManager::stop() {
 
 void RolloutManager::tick_due() {
   std::lock_guard lock(mu_);
+  if (fleet_) return;  // the fleet's leader judges
   const auto now = SteadyClock::now();
   for (auto& [name, e] : entries_) {
     if (!e.controller || now < e.next_tick) continue;
@@ -257,6 +276,7 @@ void RolloutManager::persist() {
     json::object o{{"configured_weight_bp", e.live->configured_weight_bp},
                    {"weight_bp", e.live->weight_bp.load()}};
     if (e.controller) o["rollout"] = to_json(e.controller->status());
+    if (fleet_) o["fleet_seq"] = e.fleet_seq;
     routes[name] = std::move(o);
   }
   auto err = state_file_.save(json::object{{"version", 1}, {"routes", std::move(routes)}});
@@ -266,6 +286,7 @@ void RolloutManager::persist() {
 RolloutManager::ActionResult RolloutManager::act(const std::string& route,
                                                  const std::string& action,
                                                  std::optional<std::uint32_t> weight_bp) {
+  if (fleet_) return fleet_->act(route, action, weight_bp);  // set before start, never reset
   std::lock_guard lock(mu_);
   auto it = entries_.find(route);
   if (it == entries_.end())
@@ -313,6 +334,83 @@ json::object RolloutManager::route_status(const std::string& route) const {
   auto const& e = it->second;
   if (!e.controller) return json::object{{"state", "idle"}};
   return to_json(e.controller->status());
+}
+
+}  // namespace gp::proxy
+
+namespace gp::proxy {
+
+RolloutManager::FleetRoute RolloutManager::fleet_route_of(const std::string& name,
+                                                          const Entry& e) const {
+  FleetRoute r;
+  r.name = name;
+  r.policy = e.policy;
+  r.held = routing::HeldState{"", e.fleet_seq, state_of(e), e.live->weight_bp.load()};
+  if (e.controller) r.status = e.controller->status();
+  return r;
+}
+
+std::vector<RolloutManager::FleetRoute> RolloutManager::fleet_routes() const {
+  std::lock_guard lock(mu_);
+  std::vector<FleetRoute> out;
+  for (auto const& [name, e] : entries_) out.push_back(fleet_route_of(name, e));
+  return out;
+}
+
+std::optional<RolloutManager::FleetRoute> RolloutManager::fleet_route(
+    const std::string& route) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(route);
+  if (it == entries_.end()) return std::nullopt;
+  return fleet_route_of(route, it->second);
+}
+
+bool RolloutManager::apply_fleet(const std::string& route, const RouteDoc& doc, bool force) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(route);
+  if (it == entries_.end()) return false;  // not a canary route in this instance's file
+  Entry& e = it->second;
+  if (!force && !routing::should_apply(e.fleet_seq, doc.seq)) return false;
+  const auto old_weight = e.live->weight_bp.load();
+  const auto old_state = state_of(e);
+  const routing::Judgement* old_last = e.controller && !e.controller->status().last.empty()
+                                           ? &e.controller->status().last.back()
+                                           : nullptr;
+  const auto old_judged = old_last ? old_last->time : routing::TimePoint{};
+  e.fleet_seq = doc.seq;
+  if (e.policy) {
+    routing::RolloutStatus status;
+    if (doc.rollout) {
+      status = *doc.rollout;
+    } else {  // the writer has no rollout policy for this route: hold its weight
+      status.weight_bp = doc.weight_bp;
+      status.since = SystemClock::now();
+      status.reason = "fleet state without a rollout policy, written by " + doc.writer;
+    }
+    e.controller.emplace(*e.policy, std::move(status));
+  } else {
+    e.controller.reset();
+  }
+  const auto weight = e.controller ? e.controller->weight_bp() : doc.weight_bp;
+  e.live->weight_bp.store(weight, std::memory_order_relaxed);
+  const auto state = state_of(e);
+  metrics_.set_canary_weight(route, weight / 100.0);
+  metrics_.set_rollout_state(route, routing::to_string(state));
+  if (state != old_state) metrics_.rollout_transition(route, routing::to_string(state));
+  if (e.controller && !e.controller->status().last.empty() &&
+      e.controller->status().last.back().time != old_judged)
+    export_judgement(route, e.controller->status().last.back());
+  if (weight != old_weight || state != old_state)
+    log::info("rollout transition")
+        .kv("route", route)
+        .kv("state", routing::to_string(state))
+        .kv("weight_percent", weight / 100.0)
+        .kv("cause", "fleet " + doc.cause)
+        .kv("writer", doc.writer)
+        .kv("seq", doc.seq)
+        .kv("reason", e.controller ? e.controller->status().reason : std::string());
+  persist();
+  return true;
 }
 
 }  // namespace gp::proxy

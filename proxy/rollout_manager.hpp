@@ -15,6 +15,7 @@
 #include "metrics/metrics.hpp"
 #include "proxy/snapshot.hpp"
 #include "proxy/state_file.hpp"
+#include "routing/fleet_state.hpp"
 #include "routing/rollout.hpp"
 
 namespace prometheus {
@@ -25,6 +26,9 @@ class Gauge;
 }  // namespace prometheus
 
 namespace gp::proxy {
+
+class Fleet;
+struct RouteDoc;
 
 class RolloutManager {
  public:
@@ -50,6 +54,26 @@ class RolloutManager {
   // /status: per route, the state, weight, step and last judgements.
   boost::json::object route_status(const std::string& route) const;
 
+  // Fleet mode (README "Fleet mode"): the fleet judges and writes the state in etcd, so this
+  // instance stops ticking its controllers, sends admin actions and SIGHUP weight edits to
+  // `fleet` and takes the states it receives. The state file stays, as a cache. Call before
+  // start(); `fleet` outlives this object's use of it.
+  void attach_fleet(Fleet* fleet);
+
+  // What the fleet needs of a route with a canary.
+  struct FleetRoute {
+    std::string name;
+    std::optional<config::Rollout> policy;
+    routing::HeldState held;                       // seq, state and weight applied
+    std::optional<routing::RolloutStatus> status;  // with a policy
+  };
+  std::vector<FleetRoute> fleet_routes() const;
+  std::optional<FleetRoute> fleet_route(const std::string& route) const;
+  // Takes a state received from etcd when it is newer than the one held (or `force`, after a
+  // reload rebuilt the controllers): weight, state, judgements; logs and counts a change,
+  // caches it. Returns whether it was taken.
+  bool apply_fleet(const std::string& route, const RouteDoc& doc, bool force);
+
  private:
   struct Entry {
     std::shared_ptr<RouteLive> live;
@@ -58,6 +82,7 @@ class RolloutManager {
     std::optional<routing::RolloutController> controller;
     metrics::Snapshot prev_canary, prev_stable;
     std::chrono::steady_clock::time_point next_tick;
+    std::uint64_t fleet_seq = 0;  // fleet mode: seq of the etcd state applied
   };
   using Result = routing::RolloutController::TickResult;
 
@@ -68,6 +93,7 @@ class RolloutManager {
   void export_judgement(const std::string& route, const routing::Judgement& j);
   void persist();
   routing::RolloutState state_of(const Entry& e) const;
+  FleetRoute fleet_route_of(const std::string& name, const Entry& e) const;
 
   metrics::Metrics& metrics_;
   StateFile state_file_;
@@ -76,6 +102,7 @@ class RolloutManager {
   prometheus::Counter* state_load_failures_;
   mutable std::mutex mu_;  // entries_: the control thread, the admin thread and reloads
   std::map<std::string, Entry> entries_;
+  Fleet* fleet_ = nullptr;  // set once before start()
   boost::asio::io_context ioc_{1};
   std::thread thread_;
 };

@@ -15,6 +15,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include "proxy/admin_server.hpp"
+#include "proxy/fleet.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_manager.hpp"
 #include "proxy/worker.hpp"
@@ -41,6 +42,10 @@ Server::Server(config::Config config, std::string config_path)
                        .Name("grayproxy_tls_handshake_failures_total")
                        .Help("TLS handshakes that failed on a listener, by OpenSSL reason.")
                        .Register(metrics_->registry());
+  if (initial_->fleet) {
+    fleet_ = std::make_unique<Fleet>(*initial_->fleet, initial_->admin, *rollouts_, *metrics_);
+    rollouts_->attach_fleet(fleet_.get());
+  }
 }
 
 Server::~Server() = default;
@@ -127,6 +132,8 @@ Server::ReloadResult Server::reload() {
       log::warn("admin settings changed: they take effect at the next restart");
     if (cfg->access_log != old->config->access_log)
       log::warn("access_log settings changed: they take effect at the next restart");
+    if (cfg->fleet != old->config->fleet)
+      log::warn("fleet settings changed: they take effect at the next restart");
     if (cfg->workers != old->config->workers)
       log::warn("workers changed: it takes effect at the next restart");
 
@@ -159,6 +166,7 @@ int Server::run() {
   admin_->start();
   for (auto& w : workers_) w->run();
   rollouts_->start();
+  if (fleet_) fleet_->start();
   log::info("grayproxy started")
       .kv("version", GRAYPROXY_VERSION)
       .kv("workers", worker_count_)
@@ -203,6 +211,7 @@ int Server::run() {
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   for (auto& w : workers_) w->flush_access_log();  // the threads are gone: safe here
+  if (fleet_) fleet_->stop();
   rollouts_->stop();
   admin_->stop();
   log::info("stopped").kv("drained_cleanly", clean);

@@ -25,6 +25,7 @@ namespace gp::proxy {
 class Worker;
 class AdminServer;
 class RolloutManager;
+class Fleet;
 
 class Server {
  public:
@@ -39,6 +40,7 @@ class Server {
   std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   metrics::Metrics& metrics() { return *metrics_; }
   RolloutManager& rollouts() { return *rollouts_; }
+  Fleet* fleet() { return fleet_.get(); }  // null in single-instance mode
   const AccessLogFile* access_log() const { return access_log_.get(); }
   const config::Config& initial_config() const { return *initial_; }
   unsigned worker_count() const { return worker_count_; }
@@ -67,6 +69,7 @@ class Server {
   unsigned worker_count_;
   std::unique_ptr<metrics::Metrics> metrics_;
   std::unique_ptr<RolloutManager> rollouts_;
+  std::unique_ptr<Fleet> fleet_;       // fleet mode only; uses rollouts_
   std::mutex reload_mutex_;            // SIGHUP and POST /reload may race
   mutable std::mutex snapshot_mutex_;  // guards snapshot_; workers read it once per generation
   std::shared_ptr<const Snapshot> snapshot_;

@@ -31,6 +31,26 @@ int cluster_index(const config::Config& cfg, const std::string& name) {
   return -1;
 }
 
+// Outlier state and breaker counters survive a reload: the cluster's by name, an endpoint's
+// while its address stays configured in that cluster.
+void carry_cluster_state(ClusterRuntime& rt, const Snapshot* previous, metrics::Metrics& metrics) {
+  const ClusterRuntime* old = nullptr;
+  if (previous)
+    for (auto const& oc : previous->clusters)
+      if (oc.config->name == rt.config->name) old = &oc;
+  rt.state = old ? old->state : std::make_shared<ClusterState>();
+  for (auto const& a : rt.config->endpoints) {
+    const std::string address = a.str();
+    std::shared_ptr<EndpointHealth> h;
+    if (old)
+      for (auto const& oh : old->health)
+        if (oh->address() == address) h = oh;
+    if (!h)
+      h = std::make_shared<EndpointHealth>(address, &metrics.endpoint(rt.config->name, address));
+    rt.health.push_back(std::move(h));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<boost::asio::ssl::context> Snapshot::tls_for(const config::Listener& l) const {
@@ -48,7 +68,8 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
 
   snap->clusters.reserve(cfg.clusters.size());
   for (auto const& c : cfg.clusters) {
-    ClusterRuntime rt{&c, resolve(c), nullptr, {}};
+    ClusterRuntime rt{&c, resolve(c), nullptr, {}, routing::outlier_policy(c), nullptr, {}};
+    carry_cluster_state(rt, previous, metrics);
     if (c.tls) {
       rt.tls = make_client_context(c);
       for (auto const& a : c.endpoints)

@@ -15,6 +15,8 @@
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
+#include "proxy/cluster_state.hpp"
+#include "routing/outlier.hpp"
 #include "routing/route_table.hpp"
 #include "routing/split.hpp"
 
@@ -25,6 +27,9 @@ struct ClusterRuntime {
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;  // resolved when the snapshot is built
   std::shared_ptr<boost::asio::ssl::context> tls;         // null: plain HTTP
   std::vector<std::string> server_names;                  // per endpoint: SNI and verified name
+  routing::OutlierPolicy outlier;
+  std::shared_ptr<ClusterState> state;  // all workers; kept across reloads by cluster name
+  EndpointHealthList health;            // per endpoint; kept across reloads by address
 };
 
 // Live per-route state that outlives snapshots: the canary weight moves without a rebuild.

@@ -96,25 +96,12 @@ Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> UpstreamPool::
   co_return std::pair{hec, std::move(conn)};
 }
 
-bool UpstreamPool::ejected(const tcp::endpoint& ep,
-                           std::chrono::steady_clock::time_point now) const {
-  auto it = ejected_until_.find(ep);
-  return it != ejected_until_.end() && now < it->second;
-}
-
-void UpstreamPool::eject(const tcp::endpoint& ep, std::chrono::steady_clock::time_point until) {
-  ejected_until_[ep] = until;
-}
-
 void UpstreamPool::retain_only(const std::vector<tcp::endpoint>& endpoints) {
   std::erase_if(tls_sessions_, [&](auto const& entry) {
     return std::find(endpoints.begin(), endpoints.end(), entry.first.endpoint) == endpoints.end();
   });
   std::erase_if(idle_, [&](auto const& entry) {
     return std::find(endpoints.begin(), endpoints.end(), entry.first.endpoint) == endpoints.end();
-  });
-  std::erase_if(ejected_until_, [&](auto const& entry) {
-    return std::find(endpoints.begin(), endpoints.end(), entry.first) == endpoints.end();
   });
 }
 

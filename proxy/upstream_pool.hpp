@@ -1,6 +1,6 @@
-// A worker's upstream connections: idle keep-alive connections per endpoint (bounded),
-// and passive ejection of endpoints that refused a connection. Owned by one worker
-// thread, so nothing here is locked.
+// A worker's upstream connections: idle keep-alive connections per endpoint (bounded).
+// Owned by one worker thread, so nothing here is locked. (Endpoint health is shared by all
+// workers: proxy/cluster_state.hpp.)
 #pragma once
 
 #include <openssl/ssl.h>
@@ -75,9 +75,6 @@ class UpstreamPool {
       boost::asio::ssl::context* tls = nullptr, const std::string& server_name = {},
       bool verify = true);
 
-  bool ejected(const tcp::endpoint& ep, std::chrono::steady_clock::time_point now) const;
-  void eject(const tcp::endpoint& ep, std::chrono::steady_clock::time_point until);
-
   // Closes idle connections to endpoints that are no longer configured (after a reload).
   void retain_only(const std::vector<tcp::endpoint>& endpoints);
   void close_all();
@@ -87,7 +84,6 @@ class UpstreamPool {
   Executor ex_;
   std::size_t max_idle_;
   std::unordered_map<PoolKey, std::vector<std::unique_ptr<UpstreamConn>>, PoolKeyHash> idle_;
-  std::unordered_map<tcp::endpoint, std::chrono::steady_clock::time_point> ejected_until_;
   struct SessionFree {
     void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
   };

@@ -127,9 +127,20 @@ Task<void> Worker::accept_loop(std::shared_ptr<BoundListener> l) {
       continue;
     }
     if (sessions_.size() >= max_connections_) {
-      log::warn("connection limit reached, closing new connection")
-          .kv("listener", l->config.name)
-          .kv("limit", max_connections_);
+      metrics().connection_refused_max_connections();
+      // Every refusal is counted; the log gets at most one line a second per worker, so a
+      // connection flood cannot flood the log as well.
+      ++refused_unlogged_;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - refused_logged_ >= std::chrono::seconds(1)) {
+        log::warn("connection limit reached, closing new connections")
+            .kv("listener", l->config.name)
+            .kv("limit", max_connections_)
+            .kv("worker", index_)
+            .kv("refused", refused_unlogged_);
+        refused_logged_ = now;
+        refused_unlogged_ = 0;
+      }
       continue;  // socket closes here
     }
     beast::error_code ignored;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -93,6 +94,8 @@ class Worker {
   bool draining_ = false;
   std::atomic<bool> finished_{false};
   std::uint32_t max_connections_;
+  std::chrono::steady_clock::time_point refused_logged_{};  // last max_connections log line
+  std::uint64_t refused_unlogged_ = 0;                      // refusals since then
   std::thread thread_;
 };
 

@@ -65,13 +65,14 @@ TEST(ParseErrors, UnknownKeys) {
             "upstream_connect, upstream_response, drain)");
   EXPECT_EQ(error_of(kValid + "worker: 4\n"),
             "t.yaml:12:1: worker: unknown key (expected one of: workers, state_dir, admin, "
-            "timeouts, limits, access_log, listeners, clusters, routes)");
+            "timeouts, limits, access_log, listeners, clusters, routes, fleet)");
   EXPECT_EQ(error_of(kSplit + "      wieght: 5\n"),
             "t.yaml:16:7: routes[0].split.wieght: unknown key (expected one of: weight, hash_on, "
-            "salt, fallback, overrides, cookie_ttl, trust_forwarded_for, expose_version)");
+            "salt, fallback, overrides, cookie_ttl, trust_forwarded_for, expose_version, "
+            "canary_unavailable)");
   EXPECT_EQ(error_of(kValid + "    canery: b\n"),
             "t.yaml:12:5: routes[0].canery: unknown key (expected one of: name, match, stable, "
-            "canary, split, rollout)");
+            "canary, split, rollout, retries)");
   EXPECT_EQ(error_of(kRollout + "      steps: [100]\n      max_p95_latency: 1s\n"),
             "t.yaml:18:7: routes[0].rollout.max_p95_latency: unknown key (expected one of: steps, "
             "step_weight, max_weight, start_delay, interval, min_requests, max_error_rate, "
@@ -354,6 +355,9 @@ TEST(ParseErrors, NumbersOutOfRange) {
   EXPECT_EQ(error_of(kValid + "limits: {max_request_header_bytes: 512}\n"),
             "t.yaml:12:36: limits.max_request_header_bytes: must be between 1024 and 1048576, got "
             "512");
+  EXPECT_EQ(error_of(kValid + "limits: {max_request_line_bytes: 100}\n"),
+            "t.yaml:12:34: limits.max_request_line_bytes: must be between 256 and 1048576, got "
+            "100");
   EXPECT_EQ(error_of(kValid + "limits: {max_connections: 0}\n"),
             "t.yaml:12:27: limits.max_connections: must be between 1 and 4294967295, got 0");
   EXPECT_EQ(error_of(kValid + "limits: {max_idle_upstream_per_endpoint: -1}\n"),

@@ -28,6 +28,7 @@ TEST(ParseValid, DesignExample) {
   EXPECT_EQ(c.limits.max_connections, 10000u);
   EXPECT_EQ(c.limits.max_request_body_bytes, 0u);
   EXPECT_EQ(c.limits.max_idle_upstream_per_endpoint, 64u);
+  EXPECT_EQ(c.limits.max_request_line_bytes, 8192u);  // default
 
   ASSERT_TRUE(c.access_log);
   EXPECT_EQ(c.access_log->path, "/var/log/grayproxy/access.log");
@@ -106,18 +107,25 @@ TEST(ParseValid, EveryField) {
   EXPECT_EQ(c.clusters[1].mark.line, 33);
   EXPECT_EQ(c.clusters[2].mark.line, 40);
   EXPECT_EQ(c.clusters[2].mark.column, 5);
-  EXPECT_EQ(
-      c.clusters[0],
-      (Cluster{
-          "api-v1", {{"10.0.0.1", 80}, {"backend.internal", 8080}}, std::nullopt, Mark{31, 5}}));
+  EXPECT_EQ(c.clusters[0], (Cluster{"api-v1",
+                                    {{"10.0.0.1", 80}, {"backend.internal", 8080}},
+                                    std::nullopt,
+                                    Mark{31, 5},
+                                    std::nullopt,
+                                    {}}));
   EXPECT_EQ(c.clusters[1],
             (Cluster{"api-v2",
                      {{"2001:db8::1", 443}},
                      UpstreamTls{"/etc/ssl/internal-ca.pem", "api.internal", false, "", ""},
-                     Mark{33, 5}}));
-  EXPECT_EQ(
-      c.clusters[2],
-      (Cluster{"static", {{"localhost", 9000}}, UpstreamTls{"", "", true, "", ""}, Mark{40, 5}}));
+                     Mark{33, 5},
+                     std::nullopt,
+                     {}}));
+  EXPECT_EQ(c.clusters[2], (Cluster{"static",
+                                    {{"localhost", 9000}},
+                                    UpstreamTls{"", "", true, "", ""},
+                                    Mark{40, 5},
+                                    std::nullopt,
+                                    {}}));
 
   ASSERT_EQ(c.routes.size(), 2u);
   const Route& r = c.routes[0];
@@ -276,6 +284,9 @@ TEST(ParseValid, WorkersAndLimitsBounds) {
   EXPECT_EQ(with("limits: {max_idle_upstream_per_endpoint: 100000}")
                 .limits.max_idle_upstream_per_endpoint,
             100000u);
+  EXPECT_EQ(with("limits: {max_request_line_bytes: 256}").limits.max_request_line_bytes, 256u);
+  EXPECT_EQ(with("limits: {max_request_line_bytes: 1048576}").limits.max_request_line_bytes,
+            1048576u);
 }
 
 TEST(ParseValid, DocumentMarkerAndComments) {

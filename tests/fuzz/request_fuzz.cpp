@@ -51,6 +51,7 @@ namespace http = beast::http;
 // As proxy/session.cpp.
 constexpr std::ptrdiff_t kMaxHeaderFields = 100;
 constexpr std::size_t kHeaderLimit = 8192;          // limits.max_request_header_bytes
+constexpr std::size_t kLineLimit = 8192;            // limits.max_request_line_bytes
 constexpr std::size_t kReadSome = 16384;            // read_head's largest read
 constexpr std::size_t kRelayReadChunk = 32 * 1024;  // proxy/relay.hpp
 constexpr int kMaxRequestsPerConnection = 16;
@@ -167,8 +168,15 @@ beast::error_code read_head(Client& c, beast::flat_buffer& buffer,
   std::size_t consumed = 0;
   for (;;) {
     if (buffer.size() > 0) {
+      const std::string_view received(static_cast<const char*>(buffer.data().data()),
+                                      buffer.size());
+      if (consumed == 0 && gp::proxy::request_line_length(received) > kLineLimit)
+        return gp::proxy::HeadError::request_line_too_long;
       beast::error_code ec;
       const std::size_t n = p.put(buffer.data(), ec);
+      if (!ec && p.is_header_done() && consumed == 0 &&
+          !gp::proxy::check_raw_head(received.substr(0, n)).ok())
+        return gp::proxy::HeadError::invalid_head;
       buffer.consume(n);
       consumed += n;
       if (!ec && p.is_header_done()) {

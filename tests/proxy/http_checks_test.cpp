@@ -53,10 +53,44 @@ TEST(HttpChecks, RejectsTransferEncodingNotEndingInChunked) {
   }
 }
 
-TEST(HttpChecks, UnknownCodingBeforeChunkedIsNotImplemented) {
-  auto r = parse("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-  ASSERT_TRUE(r.parsed);
-  EXPECT_EQ(r.verdict.status, http::status::not_implemented);
+// Anything but exactly one "chunked" is refused with 400, lists included (as HAProxy):
+// a coding the upstream might apply differently is a framing it might read differently.
+TEST(HttpChecks, RejectsEveryTransferEncodingButAFinalChunked) {
+  for (const char* te : {"gzip, chunked", "chunked;q=1", "chunked,", ", chunked", "\"chunked\"",
+                         "chunk", "CHUNKED, identity"}) {
+    auto r =
+        parse(std::string("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + te + "\r\n\r\n");
+    ASSERT_TRUE(r.parsed) << te;
+    EXPECT_EQ(r.verdict.status, http::status::bad_request) << te;
+  }
+  // Repeated in two fields: Beast refuses the second "chunked" itself, not a coding
+  // before it, so the check sees both fields.
+  auto two = parse(
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n");
+  ASSERT_TRUE(two.parsed);
+  EXPECT_STREQ(two.verdict.reason, "repeated Transfer-Encoding");
+  // Optional whitespace around the value and any letter case are fine (RFC 9110 5.5).
+  for (const char* te : {"chunked", "Chunked", " chunked\t", "\tCHUNKED"}) {
+    auto r =
+        parse(std::string("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:") + te + "\r\n\r\n");
+    ASSERT_TRUE(r.parsed) << te;
+    EXPECT_TRUE(r.verdict.ok()) << te << ": " << r.verdict.reason;
+  }
+}
+
+TEST(HttpChecks, ContentLengthMustBeOneRunOfDigits) {
+  // Beast accepts a list of equal values; a peer may take only the first, or refuse it.
+  for (const char* cl : {"5, 5", "5,5", "5 5"}) {
+    auto r =
+        parse(std::string("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ") + cl + "\r\n\r\nhello");
+    if (!r.parsed) continue;  // refused by Beast already: just as good
+    EXPECT_EQ(r.verdict.status, http::status::bad_request) << cl;
+  }
+  auto same = parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+  ASSERT_TRUE(same.parsed);
+  EXPECT_STREQ(same.verdict.reason, "repeated Content-Length");
+  EXPECT_TRUE(parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0005\r\n\r\n").verdict.ok());
 }
 
 TEST(HttpChecks, RejectsTransferEncodingInHttp10) {
@@ -113,4 +147,94 @@ TEST(HttpChecks, Idempotency) {
   EXPECT_TRUE(gp::proxy::is_idempotent(http::verb::put));
   EXPECT_FALSE(gp::proxy::is_idempotent(http::verb::post));
   EXPECT_FALSE(gp::proxy::is_idempotent(http::verb::patch));
+}
+
+namespace {
+
+// A response head parsed the way the session does, then checked.
+gp::proxy::HeadVerdict response_verdict(const std::string& raw, bool* parsed = nullptr) {
+  http::response_parser<http::empty_body> p;
+  p.eager(false);
+  boost::beast::error_code ec;
+  p.put(boost::asio::buffer(raw), ec);
+  if (parsed) *parsed = !ec && p.is_header_done();
+  if (ec || !p.is_header_done()) return {http::status::bad_request, "unparsed"};
+  return gp::proxy::check_response_head(p.get().base());
+}
+
+}  // namespace
+
+TEST(HttpChecks, ResponseFramingFollowsTheRequestRules) {
+  EXPECT_TRUE(response_verdict("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").ok());
+  EXPECT_TRUE(response_verdict("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").ok());
+  EXPECT_TRUE(response_verdict("HTTP/1.0 200 OK\r\n\r\n").ok());  // close-delimited
+  struct Case {
+    const char* head;
+    const char* reason;
+  };
+  for (const Case& c : {
+           Case{"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "Transfer-Encoding other than chunked"},
+           Case{"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "Transfer-Encoding other than chunked"},
+           Case{"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: "
+                "chunked\r\n\r\n",
+                "repeated Transfer-Encoding"},
+           Case{"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Transfer-Encoding in HTTP/1.0"},
+           Case{"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", "malformed Content-Length"},
+       }) {
+    bool parsed = false;
+    auto v = response_verdict(c.head, &parsed);
+    ASSERT_TRUE(parsed) << c.head;
+    EXPECT_FALSE(v.ok()) << c.head;
+    EXPECT_STREQ(v.reason, c.reason) << c.head;
+  }
+  // Both framings, or differing lengths: Beast refuses them before the check.
+  bool parsed = true;
+  response_verdict("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   &parsed);
+  EXPECT_FALSE(parsed);
+  response_verdict("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &parsed);
+  EXPECT_FALSE(parsed);
+}
+
+TEST(HttpChecks, RawHeadRejectsFoldsAndControlCharacters) {
+  using gp::proxy::check_raw_head;
+  EXPECT_TRUE(check_raw_head("GET / HTTP/1.1\r\nHost: x\r\nX-A: a b\t c\r\n\r\n").ok());
+  EXPECT_TRUE(check_raw_head("HTTP/1.1 200 OK\r\nX: http://a:b\r\n\r\n").ok());
+  struct Case {
+    std::string head;
+    const char* reason;
+  };
+  for (const Case& c : {
+           Case{"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", "obs-fold"},
+           Case{"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n", "obs-fold"},
+           Case{"GET / HTTP/1.1\r\n Host: x\r\n\r\n", "obs-fold"},
+           Case{std::string("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 36), "NUL in head"},
+           Case{"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", "bare CR in head"},
+           Case{"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", "bare LF in head"},
+           Case{"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "whitespace before colon"},
+           Case{"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", "whitespace before colon"},
+       }) {
+    auto v = check_raw_head(c.head);
+    EXPECT_STREQ(v.reason, c.reason) << c.head;
+    EXPECT_EQ(v.status, http::status::bad_request) << c.head;
+  }
+}
+
+TEST(HttpChecks, RequestLineLength) {
+  using gp::proxy::request_line_length;
+  EXPECT_EQ(request_line_length("GET / HTTP/1.1\r\nHost: x\r\n"), 14u);
+  EXPECT_EQ(request_line_length("GET / HTTP/1.1\nHost"), 14u);
+  EXPECT_EQ(request_line_length("GET /aaaa"), 9u);  // still arriving: all of it so far
+  EXPECT_EQ(request_line_length(""), 0u);
+}
+
+TEST(HttpChecks, HeadErrorsAreErrorCodes) {
+  const boost::system::error_code ec = gp::proxy::HeadError::request_line_too_long;
+  EXPECT_EQ(ec.category().name(), std::string("grayproxy.head"));
+  EXPECT_EQ(ec.message(), "request line too long");
+  EXPECT_TRUE(ec == gp::proxy::HeadError::request_line_too_long);
+  EXPECT_FALSE(ec == gp::proxy::HeadError::invalid_response);
 }
