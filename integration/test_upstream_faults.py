@@ -8,6 +8,7 @@ Every wait is bounded in time and in iterations."""
 
 import http.client
 import os
+import socket
 import sys
 import threading
 import time
@@ -258,6 +259,58 @@ class CircuitBreaker(FaultsBase):
             lambda: self.cluster_status("slow")["active_requests"] == 0, timeout=5))
         r = self.get("/slow/after")
         self.assertEqual(r.status, 200, r)
+        self.assert_serves_normally()
+
+
+    def test_pending_overflow_while_a_connect_hangs(self):
+        # A listener that never accepts, its accept queue full: Linux drops further SYNs,
+        # so the proxy's connect to it hangs until upstream_connect (a real hanging
+        # connect on loopback, no firewall needed).
+        hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(hole.close)
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        hole_port = hole.getsockname()[1]
+        fillers = []
+        for _ in range(3):  # the queue holds backlog + 1; stop at the first that hangs
+            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(f.close)
+            f.settimeout(0.5)
+            try:
+                f.connect(("127.0.0.1", hole_port))
+                fillers.append(f)
+            except socket.timeout:
+                break
+        else:
+            self.fail("the listener kept accepting into its queue: no hanging connect")
+        self.start([{"name": "hole", "endpoints": ["127.0.0.1:%d" % hole_port],
+                     "limits": {"max_pending_requests": 1}}],
+                   [{"name": "hole", "match": {"path_prefix": "/hole"}, "stable": "hole"}],
+                   timeouts={"request_header": "2s", "idle": "5s", "upstream_connect": "3s",
+                             "upstream_response": "10s", "drain": "2s"})
+        results = []
+
+        def hang():
+            results.append(self.get("/hole/first").status)
+
+        t = threading.Thread(target=hang, daemon=True)
+        t.start()
+        self.assertTrue(harness.wait_until(
+            lambda: self.cluster_status("hole")["pending_requests"] == 1, timeout=5),
+            self.cluster_status("hole"))
+        t0 = time.monotonic()
+        r = self.get("/hole/second")
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 503, r)
+        self.assertLess(elapsed, 1.5)  # refused at once, not queued behind the connect
+        self.assertEqual(self.metric("grayproxy_upstream_errors_total", route="hole",
+                                     version="stable", reason="overflow"), 1)
+        self.assertIn("cluster overflow (max_pending_requests)", self.read_proxy_stderr())
+        t.join(timeout=10)
+        self.assertEqual(results, [504])  # the hanging connect timed out
+        self.assertEqual(self.metric("grayproxy_upstream_errors_total", route="hole",
+                                     version="stable", reason="timeout"), 1)
+        self.assertEqual(self.cluster_status("hole")["pending_requests"], 0)
         self.assert_serves_normally()
 
 

@@ -78,15 +78,17 @@ class Worker {
 
   Server& server_;
   unsigned index_;
+  // Declared before ioc_, so destroyed after it: coroutine frames still pending when the
+  // io_context goes (open sessions at a forced exit) return buffers and unregister here.
+  BufferPool buffers_;
+  std::unordered_set<SessionBase*> sessions_;
   asio::io_context ioc_{1};
   UpstreamPool pool_;
-  BufferPool buffers_;
   routing::RandomSource rng_;
   std::vector<std::shared_ptr<BoundListener>> listeners_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::uint64_t generation_ = 0;
   std::vector<std::uint32_t> rr_;
-  std::unordered_set<SessionBase*> sessions_;
   Task<void> access_log_flusher();
   const AccessLogFile* access_log_ = nullptr;
   std::string access_buf_;

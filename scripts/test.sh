@@ -20,13 +20,14 @@ cmake --build build-asan -j"$jobs" --target config_tests routing_tests metrics_t
   grayproxy
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest -L unit -j"$jobs" --output-on-failure --timeout 600)
-# The request path end to end under ASan+UBSan: the suites that drive the proxy's own I/O
-# (framing, bodies, errors, TLS, splitting, retries, access log), about two minutes. ctest
-# passes the sanitizer options and the harness fails a test on any report
-# (integration/CMakeLists.txt). Not deploy (it checks the binary's linked libraries) nor
-# the suites of the control plane, which the unit tests cover under ASan.
+# End to end under ASan+UBSan: the suites that drive the proxy's own I/O (framing, bodies,
+# errors, TLS, splitting, retries, access log), reload/drain/forced exit, and the fleet's
+# etcd client and threads, about four minutes. ctest passes the sanitizer options and the
+# harness fails a test on any report (integration/CMakeLists.txt). Not deploy (it checks the
+# binary's linked libraries) nor the admin-side suites (metrics, rollout, status page, CLI),
+# whose logic the unit tests cover under ASan.
 (cd build-asan && ctest -L integration --output-on-failure \
-   -R '^integration[.](core|hardening|split|tls|upstream_faults|access_log)$')
+   -R '^integration[.](core|hardening|split|tls|upstream_faults|access_log|reload|fleet)$')
 scripts/tsan.sh
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 echo "all tests passed"
