@@ -124,20 +124,6 @@ Judged judge_doc(const RouteDoc& cur, const config::Rollout& policy, const metri
   return out;
 }
 
-void log_judgement(const std::string& route, const routing::Judgement& j, std::size_t members) {
-  log::info("rollout judgement")
-      .kv("route", route)
-      .kv("verdict", routing::to_string(j.verdict))
-      .kv("weight_percent", j.weight_bp / 100.0)
-      .kv("canary_requests", j.canary.requests)
-      .kv("canary_errors", j.canary.errors)
-      .kv("canary_step_error_rate", j.canary.error_rate)
-      .kv("stable_step_error_rate", j.stable.error_rate)
-      .kv("canary_p99_seconds", j.canary.p99_seconds)
-      .kv("fleet_members", members)
-      .kv("reason", j.reason);
-}
-
 RouteDoc seed_doc(const RolloutManager::FleetRoute& route, const routing::HeldState& own,
                   const std::vector<routing::HeldState>& members, const std::string& instance) {
   const auto choice = routing::choose_seed(own, members);
@@ -650,7 +636,7 @@ Task<void> Fleet::judge(const std::string& route, const config::Rollout& policy)
       co_return;
     }
     if (t.succeeded) {
-      if (judged.judgement) log_judgement(route, *judged.judgement, totals.size());
+      if (judged.judgement) RolloutManager::log_judgement(route, *judged.judgement, totals.size());
       take_doc(route, std::move(judged.next), t.revision);
       co_return;
     }

@@ -234,21 +234,27 @@ void RolloutManager::export_judgement(const std::string& route, const routing::J
   set(threshold_, "max_error_rate_increase", j.max_error_rate_increase);
 }
 
+void RolloutManager::log_judgement(const std::string& route, const routing::Judgement& j,
+                                   std::size_t fleet_members) {
+  auto line = log::info("rollout judgement");
+  line.kv("route", route)
+      .kv("verdict", routing::to_string(j.verdict))
+      .kv("weight_percent", j.weight_bp / 100.0)
+      .kv("canary_requests", j.canary.requests)
+      .kv("canary_errors", j.canary.errors)
+      .kv("canary_step_error_rate", j.canary.error_rate)
+      .kv("stable_step_error_rate", j.stable.error_rate)
+      .kv("canary_p99_seconds", j.canary.p99_seconds);
+  if (fleet_members > 0) line.kv("fleet_members", fleet_members);
+  line.kv("reason", j.reason);
+}
+
 void RolloutManager::apply(const std::string& route, Entry& e, const Result& r, const char* cause) {
   bool changed = false;
   if (r.judgement) {
     auto const& j = *r.judgement;
     export_judgement(route, j);
-    log::info("rollout judgement")
-        .kv("route", route)
-        .kv("verdict", routing::to_string(j.verdict))
-        .kv("weight_percent", j.weight_bp / 100.0)
-        .kv("canary_requests", j.canary.requests)
-        .kv("canary_errors", j.canary.errors)
-        .kv("canary_step_error_rate", j.canary.error_rate)
-        .kv("stable_step_error_rate", j.stable.error_rate)
-        .kv("canary_p99_seconds", j.canary.p99_seconds)
-        .kv("reason", j.reason);
+    log_judgement(route, j);
     changed = true;
   }
   if (r.weight_changed || r.state_changed) {

@@ -48,6 +48,11 @@ class RolloutManager {
     boost::json::object body;
   };
   // action: pause | resume | promote | abort | weight (weight_bp set).
+  // The log line of one judgement (fleet_members > 0: a fleet leader's, over that many
+  // members' windows).
+  static void log_judgement(const std::string& route, const routing::Judgement& j,
+                            std::size_t fleet_members = 0);
+
   ActionResult act(const std::string& route, const std::string& action,
                    std::optional<std::uint32_t> weight_bp);
 
