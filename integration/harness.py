@@ -391,27 +391,32 @@ class RawConn:
         return True
 
 
+def read_until_close(sock, deadline):
+    """Reads until the peer closes or resets, or the deadline (monotonic) passes.
+    Returns (bytes read, whether the peer closed)."""
+    out = bytearray()
+    for _ in range(1 << 20):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            d = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            return bytes(out), True
+        if not d:
+            return bytes(out), True
+        out += d
+    return bytes(out), False
+
+
 def raw_exchange(port, data, timeout=5.0):
     """Send bytes, read until the peer closes or timeout. Returns the bytes read."""
     with RawConn(port, timeout=timeout) as c:
         c.send(data)
-        out = bytearray()
-        deadline = time.monotonic() + timeout
-        for _ in range(1 << 20):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            c.sock.settimeout(left)
-            try:
-                d = c.sock.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                break
-            if not d:
-                break
-            out += d
-        return bytes(out)
+        return read_until_close(c.sock, time.monotonic() + timeout)[0]
 
 
 def status_lines(data):

@@ -218,25 +218,8 @@ class HardeningBase(harness.ProxyTestCase):
                 c.send(payload)
             except OSError:
                 pass  # the proxy may answer and close before it has read everything
-            out = bytearray()
-            closed = False
-            for _ in range(10000):
-                left = timeout - (time.monotonic() - t0)
-                if left <= 0:
-                    break
-                c.sock.settimeout(left)
-                try:
-                    d = c.sock.recv(65536)
-                except socket.timeout:
-                    break
-                except ConnectionResetError:
-                    closed = True
-                    break
-                if not d:
-                    closed = True
-                    break
-                out += d
-        return bytes(out), closed, time.monotonic() - t0
+            out, closed = harness.read_until_close(c.sock, t0 + timeout)
+        return out, closed, time.monotonic() - t0
 
     def assert_refused(self, label, payload, want=400, smuggle=True):
         """payload (then a smuggled request on the same connection) is answered `want`
