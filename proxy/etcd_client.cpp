@@ -258,7 +258,8 @@ struct EtcdClient::Conn {
   Stream& lowest() { return tls ? tls->next_layer() : *plain; }
 };
 
-EtcdClient::EtcdClient(Executor ex, Options options) : ex_(ex), options_(std::move(options)) {}
+EtcdClient::EtcdClient(Executor ex, Options options)
+    : ex_(std::move(ex)), options_(std::move(options)) {}
 
 EtcdClient::~EtcdClient() = default;
 

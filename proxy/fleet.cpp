@@ -315,7 +315,8 @@ void Fleet::start() {
 void Fleet::stop() {
   if (!thread_.joinable()) return;
   auto done = std::make_shared<std::promise<void>>();
-  asio::co_spawn(ioc_.get_executor(), revoke(), [done](std::exception_ptr) { done->set_value(); });
+  asio::co_spawn(ioc_.get_executor(), revoke(),
+                 [done](const std::exception_ptr&) { done->set_value(); });
   done->get_future().wait_for(client_timeout(config_) + milliseconds(500));
   ioc_.stop();
   thread_.join();
@@ -530,7 +531,7 @@ void Fleet::take_doc(const std::string& route, RouteDoc doc, std::int64_t mod_re
   rollouts_.apply_fleet(route, d.doc, false);
 }
 
-void Fleet::on_events(std::vector<etcd::Event> events) {
+void Fleet::on_events(const std::vector<etcd::Event>& events) {
   const std::string base = prefix_ + "/state/";
   for (auto& ev : events) {
     if (!ev.kv.key.starts_with(base)) continue;
@@ -565,7 +566,7 @@ Task<void> Fleet::watch_loop() {
     synced_ = true;
     const std::int64_t from = range.revision + 1;
     auto wec = co_await client_.watch(
-        base, from, [this](std::vector<etcd::Event> ev) { on_events(std::move(ev)); });
+        base, from, [this](const std::vector<etcd::Event>& ev) { on_events(ev); });
     // Cancelled: failed() already counted why. Compacted: the range above catches up.
     if (wec != asio::error::operation_aborted && wec != etcd::Errc::compacted) failed("watch", wec);
     co_await sleep(kRetry);
@@ -740,7 +741,7 @@ ActionResult Fleet::act(const std::string& route, const std::string& action,
   auto result = std::make_shared<std::promise<ActionResult>>();
   auto future = result->get_future();
   asio::co_spawn(ioc_.get_executor(), act_task(route, action, weight_bp, "admin"),
-                 [result](std::exception_ptr e, ActionResult r) {
+                 [result](const std::exception_ptr& e, ActionResult r) {
                    if (e) r = error_result(500, "internal error");
                    result->set_value(std::move(r));
                  });

@@ -79,7 +79,7 @@ class Fleet {
   Task<void> campaign();
   Task<void> sleep(std::chrono::milliseconds d);
 
-  void on_events(std::vector<etcd::Event> events);
+  void on_events(const std::vector<etcd::Event>& events);
   void take_doc(const std::string& route, RouteDoc doc, std::int64_t mod_revision);
   // Counts an etcd failure; a transport failure (etcd unreachable) freezes the fleet.
   void failed(const char* op, const boost::system::error_code& ec);
