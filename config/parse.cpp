@@ -297,12 +297,7 @@ class Parser {
             r_.fail_got(*x, "expected a host name, or \"\" for the endpoint's host");
         }
         if (const Value* x = tm.find("verify")) tls.verify = r_.boolean(*x);
-        const Value* cert = tm.find("cert_file");
-        const Value* key = tm.find("key_file");
-        if (cert) tls.cert_file = r_.nonempty_string(*cert);
-        if (key) tls.key_file = r_.nonempty_string(*key);
-        if (cert && !key) r_.fail_got(*cert, "needs key_file as well (client certificate)");
-        if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
+        client_certificate(tm, tls);
         c.tls = std::move(tls);
       }
       if (const Value* x = m.find("outlier_detection")) c.outlier_detection = outlier_detection(*x);
@@ -341,15 +336,20 @@ class Parser {
       const Map tm = r_.map(*t, {"ca_file", "cert_file", "key_file"});
       UpstreamTls tls;
       if (const Value* x = tm.find("ca_file")) tls.ca_file = r_.string(*x);
-      const Value* cert = tm.find("cert_file");
-      const Value* key = tm.find("key_file");
-      if (cert) tls.cert_file = r_.nonempty_string(*cert);
-      if (key) tls.key_file = r_.nonempty_string(*key);
-      if (cert && !key) r_.fail_got(*cert, "needs key_file as well (client certificate)");
-      if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
+      client_certificate(tm, tls);
       f.etcd.tls = std::move(tls);
     }
     cfg_.fleet = std::move(f);
+  }
+
+  // cert_file + key_file of a TLS client (an upstream's or etcd's): both or neither.
+  void client_certificate(const Map& tm, UpstreamTls& tls) {
+    const Value* cert = tm.find("cert_file");
+    const Value* key = tm.find("key_file");
+    if (cert) tls.cert_file = r_.nonempty_string(*cert);
+    if (key) tls.key_file = r_.nonempty_string(*key);
+    if (cert && !key) r_.fail_got(*cert, "needs key_file as well (client certificate)");
+    if (key && !cert) r_.fail_got(*key, "needs cert_file as well (client certificate)");
   }
 
   OutlierDetection outlier_detection(const Value& v) {
