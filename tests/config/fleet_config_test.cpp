@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
+#include "tests/config/parse_error.hpp"
 
 namespace gp::config {
 namespace {
@@ -16,12 +17,7 @@ const std::string kBase =
     "fleet:\n";
 
 std::string error_of(const std::string& fleet) {
-  try {
-    parse(kBase + fleet, "t.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return parse_error(kBase + fleet);
 }
 
 TEST(FleetConfig, AbsentMeansSingleInstance) {

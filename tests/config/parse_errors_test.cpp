@@ -2,18 +2,13 @@
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
+#include "tests/config/parse_error.hpp"
 
 namespace gp::config {
 namespace {
 
-// The message of the Error that parse() throws, or "no error".
 std::string error_of(const std::string& yaml) {
-  try {
-    parse(yaml, "t.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return parse_error(yaml);
 }
 
 // Lines 1-8: one listener, clusters a and b. Tests append from line 9.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
+#include "tests/config/parse_error.hpp"
 
 namespace gp::config {
 namespace {
@@ -33,12 +34,7 @@ Rollout rollout_of(const std::string& keys) {
 }
 
 std::string error_of(const std::string& keys) {
-  try {
-    parse(kRollout + keys, "t.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return parse_error(kRollout + keys);
 }
 
 TEST(RolloutConfig, StepWeightUpToMaxWeightThenPromotion) {

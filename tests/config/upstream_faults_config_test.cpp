@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
+#include "tests/config/parse_error.hpp"
 
 namespace gp::config {
 namespace {
@@ -9,12 +10,7 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string error_of(const std::string& yaml) {
-  try {
-    parse(yaml, "t.yaml");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return parse_error(yaml);
 }
 
 // Lines 1-3; clusters from line 4: cluster a (lines 5-6), cluster b's extra keys from line 9.
