@@ -100,8 +100,12 @@ class Retries(FaultsBase):
             r = self.get("/r/%d" % i)
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.json()["name"], "good")
-        self.assertGreaterEqual(self.metric("grayproxy_upstream_errors_total", route="r",
-                                            version="stable", reason="connect"), 1)
+        connect_errors = self.metric("grayproxy_upstream_errors_total", route="r",
+                                     version="stable", reason="connect")
+        self.assertGreaterEqual(connect_errors, 1)
+        # Every failed connection was followed by exactly one retry.
+        self.assertEqual(self.metric("grayproxy_upstream_retries_total", route="r",
+                                     version="stable"), connect_errors)
         self.assertEqual(self.metric("grayproxy_requests_total", route="r", version="stable",
                                      code_class="2xx"), 6)
         self.assertEqual(self.metric("grayproxy_requests_total", route="r", version="stable",
@@ -130,7 +134,8 @@ class Retries(FaultsBase):
                 self.assertEqual(r.json()["name"], "good")
             # Every GET was answered by good; the faulty endpoint saw some of them first.
             self.assertEqual(self.served(self.good_port) - good_before, 6)
-            self.assertGreaterEqual(self.served(port) - bad_before, 1, prefix)
+            retried = self.served(port) - bad_before
+            self.assertGreaterEqual(retried, 1, prefix)
 
             # POST with a body is never sent twice: what met the faulty endpoint fails.
             bad_before, good_before = self.served(port), self.served(self.good_port)
@@ -142,6 +147,9 @@ class Retries(FaultsBase):
             self.assertGreaterEqual(bad, 1, (prefix, codes))
             self.assertEqual(codes.count(200), good, (prefix, codes))
             self.assertEqual(codes.count(502 if prefix == "/rst" else 503), bad, (prefix, codes))
+            # One retry per GET the faulty endpoint saw, none for the POSTs.
+            self.assertEqual(self.metric("grayproxy_upstream_retries_total", route=prefix[1:],
+                                         version="stable"), retried, prefix)
         self.assertGreaterEqual(self.metric("grayproxy_upstream_errors_total", route="rst",
                                             version="stable", reason="reset"), 2)
         self.assert_serves_normally()

@@ -212,6 +212,11 @@ std::vector<MetricFamily> Metrics::Collect() const {
                         "Failed upstream attempts, by route, version and reason.",
                         MetricType::Counter,
                         {}};
+  MetricFamily retries{"grayproxy_upstream_retries_total",
+                       "Requests sent upstream once more after a failed attempt (retry policy, "
+                       "or the next endpoint after a failed connection), by route and version.",
+                       MetricType::Counter,
+                       {}};
   // Every label combination of a known route is emitted, zeros included, so dashboards and
   // rate() see a series from the first scrape instead of losing its first increments.
   for (const RouteStats* stats : routes) {
@@ -244,6 +249,9 @@ std::vector<MetricFamily> Metrics::Collect() const {
         m.counter.value = static_cast<double>(t.upstream_errors[r]);
         upstream.metric.push_back(std::move(m));
       }
+      ClientMetric r = labelled({{"route", stats->name()}, {"version", version}});
+      r.counter.value = static_cast<double>(t.retries);
+      retries.metric.push_back(std::move(r));
     }
   }
 
@@ -292,7 +300,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
 
   std::vector<MetricFamily> families = registry_->Collect();
   for (MetricFamily* f :
-       {&requests, &duration, &upstream, &rollout, &connections, &ejected, &ejections})
+       {&requests, &duration, &upstream, &retries, &rollout, &connections, &ejected, &ejections})
     families.push_back(std::move(*f));
   // A family without samples is noise (HELP/TYPE only); drop it until it has one.
   std::erase_if(families, [](const MetricFamily& f) { return f.metric.empty(); });

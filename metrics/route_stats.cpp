@@ -24,6 +24,7 @@ VersionTotals RouteStats::sum(Version v) const noexcept {
     t.sum_us += load(c.sum_us);
     for (std::size_t i = 0; i < kUpstreamErrors; ++i)
       t.upstream_errors[i] += load(c.upstream_errors[i]);
+    t.retries += load(c.retries);
   }
   return t;
 }

@@ -23,6 +23,7 @@ struct VersionTotals {
   std::array<std::uint64_t, kBuckets> buckets{};         // non-cumulative, last is +Inf
   std::uint64_t sum_us = 0;
   std::array<std::uint64_t, kUpstreamErrors> upstream_errors{};  // index: UpstreamError
+  std::uint64_t retries = 0;
 };
 
 class RouteStats {
@@ -52,6 +53,10 @@ class RouteStats {
     bump(counters(worker, v).upstream_errors[static_cast<std::size_t>(reason)], 1);
   }
 
+  // A request sent once more (to another endpoint, or after a retryable answer). Same
+  // single-writer rule as record().
+  void retry(unsigned worker, Version v) noexcept { bump(counters(worker, v).retries, 1); }
+
   // Callable from any thread, concurrently with record(). Each value is monotonic across
   // calls; values of different counters may be a few in-flight records apart.
   VersionTotals sum(Version v) const noexcept;
@@ -66,6 +71,7 @@ class RouteStats {
     std::array<std::atomic<std::uint64_t>, kBuckets> buckets;
     std::atomic<std::uint64_t> sum_us;
     std::array<std::atomic<std::uint64_t>, kUpstreamErrors> upstream_errors;
+    std::atomic<std::uint64_t> retries;
   };
   // 128, not 64: x86's adjacent-line prefetcher pulls cache lines in pairs, so 64-byte
   // alignment still lets two workers' shards ping-pong.

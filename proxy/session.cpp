@@ -290,6 +290,11 @@ class Session final : public SessionBase {
     auto may_retry = [&](std::uint8_t condition, bool sent) {
       return (policy.on & condition) && retries_left > 0 && (!sent || retryable);
     };
+    auto take_retry = [&] {
+      --retries_left;
+      auto* stats = target.stats ? target.stats : w_.snapshot()->unmatched;
+      stats->retry(w_.index(), metric_version(target.version));
+    };
     boost::container::small_vector<std::size_t, 4> tried;  // endpoint indexes, this request
     bool stale_retried = false;
     bool sent_any = false;  // some attempt sent request bytes (a fallback would repeat them)
@@ -309,7 +314,7 @@ class Session final : public SessionBase {
           tried.push_back(up.index);
           upstream_error(target, up.fail_reason);
           if (may_retry(config::kRetryConnectFailure, false)) {
-            --retries_left;
+            take_retry();
             last_failure = std::move(up);
             continue;
           }
@@ -408,7 +413,7 @@ class Session final : public SessionBase {
                                        : code == 504 ? config::kRetry504
                                                      : 0;
         if (condition && !request_body_started && may_retry(condition, true)) {
-          --retries_left;
+          take_retry();
           tried.push_back(up.index);
           log::info("retrying upstream request")
               .kv("route", route.config->name)
@@ -439,7 +444,7 @@ class Session final : public SessionBase {
         report(cl, up.index, AttemptResult::timeout);
         upstream_error(target, UpstreamError::timeout);
         if (!request_body_started && may_retry(config::kRetryTimeout, true)) {
-          --retries_left;
+          take_retry();
           log::info("retrying upstream request")
               .kv("route", route.config->name)
               .kv("endpoint", up.endpoint)
@@ -457,7 +462,7 @@ class Session final : public SessionBase {
           .kv("endpoint", up.endpoint)
           .kv("error", ec.message());
       if (!protocol && !request_body_started && may_retry(config::kRetryReset, true)) {
-        --retries_left;
+        take_retry();
         log::info("retrying upstream request")
             .kv("route", route.config->name)
             .kv("endpoint", up.endpoint)

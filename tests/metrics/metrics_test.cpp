@@ -85,6 +85,8 @@ TEST(Metrics, RecordsRequestsHistogramAndUpstreamErrors) {
   r.upstream_error(1, Version::stable, UpstreamError::timeout);
   r.upstream_error(0, Version::canary, UpstreamError::no_endpoint);
   r.upstream_error(0, Version::canary, UpstreamError::no_endpoint);
+  r.retry(1, Version::canary);
+  r.retry(0, Version::canary);
 
   const std::string t = m.serialize();
   const auto req = [&](const char* v, const char* c) {
@@ -121,6 +123,8 @@ TEST(Metrics, RecordsRequestsHistogramAndUpstreamErrors) {
   EXPECT_EQ(err("stable", "timeout"), 1);
   EXPECT_EQ(err("stable", "connect"), 0);
   EXPECT_EQ(err("canary", "no_endpoint"), 2);
+  EXPECT_EQ(sample(t, series("grayproxy_upstream_retries_total", "shop", "canary")), 2);
+  EXPECT_EQ(sample(t, series("grayproxy_upstream_retries_total", "shop", "stable")), 0);
 
   const Snapshot s = m.totals("shop", Version::stable);
   EXPECT_EQ(s.requests, 3u);
@@ -141,6 +145,7 @@ TEST(Metrics, EveryFamilyHasHelpAndType) {
       {"grayproxy_requests_total", "counter"},
       {"grayproxy_request_duration_seconds", "histogram"},
       {"grayproxy_upstream_errors_total", "counter"},
+      {"grayproxy_upstream_retries_total", "counter"},
       {"grayproxy_canary_weight_percent", "gauge"},
       {"grayproxy_rollout_state", "gauge"},
       {"grayproxy_rollout_transitions_total", "counter"},
