@@ -22,9 +22,12 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -35,6 +38,7 @@ import xxhash
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+from pki import Pki  # noqa: E402
 
 ROUTE = "shop"
 LEASE_TTL = 3
@@ -123,7 +127,16 @@ class Load:
             conn.close()
 
 
-class FleetTest(harness.ProxyTestCase):
+class FleetBase(harness.ProxyTestCase):
+    # Set by a subclass: etcd serves clients over https and requires a client certificate
+    # signed by pki's "ca"; the proxies get this `tls:` block.
+    pki = None
+
+    def etcd_tls(self):
+        if self.pki is None:
+            return None
+        return {"ca_file": self.pki.path("ca.crt"), "cert_file": self.pki.path("client.crt"),
+                "key_file": self.pki.path("client.key")}
 
     # -- etcd ---------------------------------------------------------------------------
 
@@ -132,26 +145,37 @@ class FleetTest(harness.ProxyTestCase):
             self.etcd_ports = (harness.free_port(), harness.free_port())
             self.etcd_data = os.path.join(self.tmp, "etcd-data")
         client, peer = self.etcd_ports
+        scheme = "https" if self.pki else "http"
+        tls_args = []
+        if self.pki:
+            tls_args = ["--cert-file", self.pki.path("etcd.crt"),
+                        "--key-file", self.pki.path("etcd.key"),
+                        "--trusted-ca-file", self.pki.path("ca.crt"), "--client-cert-auth"]
         log = os.path.join(self.tmp, "etcd.log")
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 ["etcd", "--name", "default", "--data-dir", self.etcd_data,
-                 "--listen-client-urls", "http://127.0.0.1:%d" % client,
-                 "--advertise-client-urls", "http://127.0.0.1:%d" % client,
+                 "--listen-client-urls", "%s://127.0.0.1:%d" % (scheme, client),
+                 "--advertise-client-urls", "%s://127.0.0.1:%d" % (scheme, client),
                  "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
                  "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % peer,
-                 "--initial-cluster", "default=http://127.0.0.1:%d" % peer],
+                 "--initial-cluster", "default=http://127.0.0.1:%d" % peer] + tls_args,
                 stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         self._procs.append(("etcd", proc))
         if log not in self._logs:
             self._logs.append(log)
         self.etcd = proc
 
+        ctx = None
+        if self.pki:
+            ctx = ssl.create_default_context(cafile=self.pki.path("ca.crt"))
+            ctx.load_cert_chain(self.pki.path("client.crt"), self.pki.path("client.key"))
+
         def ready():
             try:
-                req = urllib.request.Request("http://127.0.0.1:%d/v3/kv/range" % client,
+                req = urllib.request.Request("%s://127.0.0.1:%d/v3/kv/range" % (scheme, client),
                                              data=b'{"key":"AA=="}', method="POST")
-                with urllib.request.urlopen(req, timeout=1) as r:
+                with urllib.request.urlopen(req, timeout=1, context=ctx) as r:
                     return r.status == 200
             except OSError:
                 return False
@@ -177,12 +201,17 @@ class FleetTest(harness.ProxyTestCase):
             load.stop()
         super().tearDown()
 
-    def config(self, i, steps, weight, bad_canary=False, **rollout):
+    def config(self, i, steps, weight, bad_canary=False, tls="default", **rollout):
         listen, admin = self.ports[i]
         policy = {"steps": steps, "interval": "1s", "min_requests": 20, "max_error_rate": 0.05,
                   "failure_limit": 2, "consecutive_successes": 1}
         policy.update(rollout)
         canary = self.bad_port if bad_canary else self.canary_port
+        etcd = {"endpoints": ["127.0.0.1:%d" % self.etcd_ports[0]],
+                "prefix": "/grayproxy/test", "lease_ttl": "%ds" % LEASE_TTL}
+        tls = self.etcd_tls() if tls == "default" else tls
+        if tls:
+            etcd["tls"] = tls
         return harness.base_config(
             listen, admin,
             clusters=[{"name": "v1", "endpoints": ["127.0.0.1:%d" % self.stable_port]},
@@ -192,9 +221,7 @@ class FleetTest(harness.ProxyTestCase):
                                "fallback": "random", "expose_version": True},
                      "rollout": policy}],
             state_dir=os.path.join(self.tmp, "state%d" % i),
-            fleet={"instance": "node%d" % i,
-                   "etcd": {"endpoints": ["127.0.0.1:%d" % self.etcd_ports[0]],
-                            "prefix": "/grayproxy/test", "lease_ttl": "%ds" % LEASE_TTL}})
+            fleet={"instance": "node%d" % i, "etcd": etcd})
 
     def start_node(self, i, cfg):
         path = self.write_config(cfg, name="proxy%d.yaml" % i)
@@ -263,7 +290,11 @@ class FleetTest(harness.ProxyTestCase):
         ok = harness.wait_until(lambda: all(pred(n) for n in nodes), timeout=timeout, interval=0.1)
         self.assertTrue(ok, "%s: %s" % (what, [self.rollout(n) for n in nodes if n["proc"].poll() is None]))
 
-    # -- tests --------------------------------------------------------------------------
+    def proxy_log(self, node):
+        return os.path.join(self.tmp, "proxy%d.stderr" % node["i"])
+
+
+class FleetTest(FleetBase):
 
     def test_fleet_answers_as_one_and_promotes_together(self):
         nodes = self.start_fleet(steps=[10, 25, 50, 75, 100], weight=10, consecutive_successes=2)
@@ -478,8 +509,60 @@ class FleetTest(harness.ProxyTestCase):
         self.assertEqual(cached["weight_bp"], 4000)
         self.assertEqual(cached["fleet_seq"], seqs.pop())
 
-    def proxy_log(self, node):
-        return os.path.join(self.tmp, "proxy%d.stderr" % node["i"])
+
+class FleetOverTlsTest(FleetBase):
+    """etcd serving clients over https with --client-cert-auth: the fleet forms and works
+    through mTLS, and an instance without a client certificate, or trusting another CA,
+    cannot reach etcd: it serves with its own weight, frozen, and says why."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki(tempfile.mkdtemp(prefix="gp-fleet-pki-"))
+        cls.pki.ca("ca", "grayproxy fleet test CA")
+        cls.pki.ca("wrongca", "grayproxy wrong CA")
+        cls.pki.leaf("etcd", "etcd.test", dns=["localhost"], ips=["127.0.0.1"])
+        cls.pki.leaf("client", "grayproxy-fleet")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki.root, ignore_errors=True)
+
+    def test_fleet_over_mtls_and_refused_clients(self):
+        nodes = list(self.start_fleet(steps=[10, 50, 100], weight=10, min_requests=1000000))
+        self.assertEqual({self.fleet(n)["leader"] for n in nodes}, {"node0"})
+        st, body = post(nodes[1]["admin"], "/routes/%s/weight" % ROUTE, b'{"weight": 33}')
+        self.assertEqual(st, 200, body)
+        self.wait_all(nodes, lambda n: self.weight(n) == 33, 3, "weight 33")
+
+        # No client certificate (etcd refuses the handshake), or etcd's certificate not
+        # trusted (the proxy refuses it): never a member, frozen with its YAML weight.
+        refused = [(3, {"ca_file": self.pki.path("ca.crt")}),
+                   (4, {"ca_file": self.pki.path("wrongca.crt"),
+                        "cert_file": self.pki.path("client.crt"),
+                        "key_file": self.pki.path("client.key")})]
+        for i, tls in refused:
+            self.ports.append((harness.free_port(), harness.free_port()))
+            node = self.start_node(i, self.config(i, [10, 50, 100], 5, tls=tls,
+                                                  min_requests=1000000))
+            self.assertTrue(harness.wait_until(
+                lambda: self.fleet(node).get("frozen") is True, timeout=15, interval=0.1),
+                self.fleet(node))
+            f = self.fleet(node)
+            self.assertFalse(f["etcd_reachable"])
+            self.assertEqual(self.metric(node, "grayproxy_fleet_etcd_up"), 0)
+            self.assertGreater(sum(v for (name, lab), v in self.metrics(node).items()
+                                   if name == "grayproxy_fleet_etcd_errors_total"), 0)
+            self.assertEqual(self.weight(node), 5)
+            st, _ = harness.http_get_json(node["listen"], "/", headers={"x-user-id": "u1"})
+            self.assertEqual(st, 200)
+            with open(self.proxy_log(node)) as log:
+                self.assertIn("etcd unreachable", log.read())
+        # The fleet never saw them and kept its state.
+        for n in nodes:
+            f = self.fleet(n)
+            self.assertEqual(sorted(m["instance"] for m in f["members"]),
+                             ["node0", "node1", "node2"], (n["i"], f))
+            self.assertEqual(self.weight(n), 33)
 
 
 if __name__ == "__main__":

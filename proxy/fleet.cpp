@@ -343,6 +343,7 @@ void Fleet::failed(const char* op, const error_code& ec) {
     return;
   }
   bool was_up;
+  bool report;
   {
     std::lock_guard lock(mu_);
     was_up = etcd_up_;
@@ -350,8 +351,11 @@ void Fleet::failed(const char* op, const error_code& ec) {
       etcd_up_ = false;
       frozen_since_ms_ = unix_ms();
     }
+    // Once per outage, including one that began at startup (never reached).
+    report = !down_reported_;
+    down_reported_ = true;
   }
-  if (!was_up) return;
+  if (!report) return;
   up_gauge_->Set(0);
   frozen_gauge_->Set(1);
   log::warn("etcd unreachable: serving the last known weights, rollout frozen")
@@ -365,6 +369,7 @@ void Fleet::reachable() {
     std::lock_guard lock(mu_);
     if (etcd_up_) return;
     etcd_up_ = true;
+    down_reported_ = false;
     frozen_since_ms_ = 0;
   }
   up_gauge_->Set(1);

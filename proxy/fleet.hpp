@@ -122,6 +122,7 @@ class Fleet {
   std::string leader_id_;
   bool is_leader_ = false;
   bool etcd_up_ = false;
+  bool down_reported_ = false;  // the current outage (or the one since startup) was logged
   std::int64_t frozen_since_ms_ = 0;
   std::int64_t leader_since_ms_ = 0;
   std::map<std::string, std::uint32_t> pending_weights_;  // SIGHUP edits not yet in etcd
