@@ -221,10 +221,30 @@ class HardeningBase(harness.ProxyTestCase):
             out, closed = harness.read_until_close(c.sock, t0 + timeout)
         return out, closed, time.monotonic() - t0
 
+    # grayproxy_downstream_rejected_total's reason for each refusal status; a 400 is a
+    # malformed head or body, depending on where the framing broke.
+    REJECT_REASONS = {400: ("invalid_head", "invalid_body"), 408: ("head_timeout",),
+                      413: ("body_too_large",), 414: ("request_line_too_long",),
+                      431: ("head_too_large",), 405: ("unsupported",), 417: ("unsupported",),
+                      505: ("unsupported",)}
+
+    def rejected(self):
+        return {r: self.metric("grayproxy_downstream_rejected_total", reason=r)
+                for reasons in self.REJECT_REASONS.values() for r in reasons}
+
+    def assert_rejected_once(self, label, before, want):
+        """One more rejection was counted since `before`, under a reason fitting `want`."""
+        after = self.rejected()
+        grown = {r: after[r] - before[r] for r in after if after[r] != before[r]}
+        self.assertEqual(sum(grown.values()), 1, "%s: rejections counted %r" % (label, grown))
+        self.assertIn(next(iter(grown)), self.REJECT_REASONS[want], label)
+
     def assert_refused(self, label, payload, want=400, smuggle=True):
         """payload (then a smuggled request on the same connection) is answered `want`
-        alone, the connection is closed, and nothing smuggled reaches the upstream."""
+        alone, the connection is closed, nothing smuggled reaches the upstream, and the
+        rejection is counted once with its reason."""
         data = payload + (SMUGGLED if smuggle else b"")
+        before = self.rejected()
         out, closed, elapsed = self.exchange(data)
         codes = status_lines(out)
         self.assertEqual(codes, [want], "%s: expected only a %d, got %r; stderr:\n%s"
@@ -233,6 +253,7 @@ class HardeningBase(harness.ProxyTestCase):
         self.assertLess(elapsed, 3.0 * SLACK, label)
         self.assertFalse(self.up.saw(b"smuggled"), "%s: smuggled request reached the upstream: %r"
                          % (label, self.up.paths))
+        self.assert_rejected_once(label, before, want)
         self.assert_serves(label)
 
     def check_cases(self, cases, want=400):
@@ -358,6 +379,28 @@ class TestRequestFraming(HardeningBase):
             self.assertEqual(c.read_response().body, b"/ok")
 
 
+class TestUnsupported(HardeningBase):
+
+    def test_well_formed_but_unsupported_requests(self):
+        self.assert_refused("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: example.test\r\n\r\n", 505)
+        self.assert_refused("HTTP/3.1", b"GET / HTTP/3.1\r\nHost: example.test\r\n\r\n", 505)
+        self.assert_refused("not a version", b"GET / HTXP/1.1\r\nHost: example.test\r\n\r\n", 400)
+        self.assert_refused("CONNECT", b"CONNECT example.test:443 HTTP/1.1\r\n"
+                                       b"Host: example.test:443\r\n\r\n", 405)
+        self.assert_refused("unknown expectation",
+                            post(b"Expect: 200-ok\r\nContent-Length: 5\r\n", b"hello"), 417)
+
+
+    def test_higher_minor_version_is_served_as_http11(self):
+        # RFC 9112 2.3: a higher minor version is processed as the highest one implemented.
+        with RawConn(self.listen, timeout=5) as c:
+            c.send(b"GET /minor HTTP/1.2\r\nHost: example.test\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual((r.version, r.status, r.body), ("HTTP/1.1", 200, b"/minor"))
+            c.send(harness.request_bytes("GET", "/again"))  # and the connection stays open
+            self.assertEqual(c.read_response().status, 200)
+
+
 class TestLimits(HardeningBase):
 
     def test_request_line_too_long_414(self):
@@ -438,6 +481,7 @@ class TestSlowClients(HardeningBase):
         # One byte every 0.2 s of a head that would take ~8 s: answered 408 at the
         # request_header deadline (1 s), not after.
         payload = harness.request_bytes("GET", "/trickle", headers=[("X-Pad", "p" * 20)])
+        before = self.rejected()
         with RawConn(self.listen, timeout=5) as c:
             t0 = time.monotonic()
             out = bytearray()
@@ -457,6 +501,7 @@ class TestSlowClients(HardeningBase):
         self.assertGreater(elapsed, HEADER_TIMEOUT_S * 0.9)
         self.assertLess(elapsed, HEADER_TIMEOUT_S + 0.6 * SLACK, "408 came late")
         self.assertNotIn("/trickle", self.up.paths)
+        self.assert_rejected_once("trickling head", before, 408)
         self.assert_serves("after a trickling client")
 
     def test_slow_reader_of_a_large_response_is_back_pressured(self):

@@ -85,6 +85,9 @@ class Metrics final : public prometheus::Collectable {
   // grayproxy_connections_refused_total{reason="max_connections"}++: a connection accepted
   // over limits.max_connections and closed at once. Any thread (rare by nature).
   void connection_refused_max_connections() { refused_max_connections_->Increment(); }
+  // grayproxy_downstream_rejected_total{reason}++: a request the proxy answered 4xx/5xx itself
+  // because of what the client sent. Any thread; a shared atomic add, off the normal path.
+  void request_rejected(RejectReason r) { rejected_[static_cast<std::size_t>(r)]->Increment(); }
 
   // All families: the registry's plus the summed shards. Any thread.
   std::vector<prometheus::MetricFamily> Collect() const override;
@@ -115,6 +118,7 @@ class Metrics final : public prometheus::Collectable {
   prometheus::Counter& reloads_failure_;
   prometheus::Gauge& last_reload_success_;
   prometheus::Counter* refused_max_connections_ = nullptr;
+  std::array<prometheus::Counter*, kRejectReasons> rejected_{};
 
   mutable std::mutex mutex_;  // guards the two maps below, not the stats they point to
   std::map<std::string, std::unique_ptr<RouteStats>, std::less<>> routes_;

@@ -26,6 +26,40 @@ enum class UpstreamError : std::uint8_t {
 };
 inline constexpr std::size_t kUpstreamErrors = 6;
 
+// Why the proxy itself refused a client's request (grayproxy_downstream_rejected_total).
+// invalid_head: malformed or ambiguous head (framing, syntax, Host); unsupported: a well-formed
+// request the proxy does not serve (HTTP version, method, expectation).
+enum class RejectReason : std::uint8_t {
+  request_line_too_long,
+  head_too_large,
+  head_timeout,
+  invalid_head,
+  unsupported,
+  body_too_large,
+  invalid_body
+};
+inline constexpr std::size_t kRejectReasons = 7;
+
+constexpr std::string_view to_string(RejectReason r) noexcept {
+  switch (r) {
+    case RejectReason::request_line_too_long:
+      return "request_line_too_long";
+    case RejectReason::head_too_large:
+      return "head_too_large";
+    case RejectReason::head_timeout:
+      return "head_timeout";
+    case RejectReason::invalid_head:
+      return "invalid_head";
+    case RejectReason::unsupported:
+      return "unsupported";
+    case RejectReason::body_too_large:
+      return "body_too_large";
+    case RejectReason::invalid_body:
+      return "invalid_body";
+  }
+  return "unknown";
+}
+
 // 1xx..5xx.
 inline constexpr std::size_t kCodeClasses = 5;
 

@@ -168,6 +168,30 @@ std::size_t request_line_length(std::string_view received) {
   return lf > 0 && received[lf - 1] == '\r' ? lf - 1 : lf;
 }
 
+RequestLineVersion request_line_version(std::string_view received) {
+  const auto lf = received.find('\n');
+  if (lf == std::string_view::npos) return {};
+  std::string_view line = received.substr(0, lf);
+  if (line.ends_with('\r')) line.remove_suffix(1);
+  // method SP target SP "HTTP/" DIGIT "." DIGIT (RFC 9112 2.3, 3)
+  constexpr std::size_t kVersion = 9;  // " HTTP/x.y"
+  if (line.size() <= kVersion || line.find(' ') == line.size() - kVersion) return {};
+  const std::string_view v = line.substr(line.size() - kVersion);
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (!v.starts_with(" HTTP/") || !digit(v[6]) || v[7] != '.' || !digit(v[8])) return {};
+  return {v[6] - '0', v[8] - '0', line.size() - 1};
+}
+
+boost::system::error_code precheck_request_line(char* received, std::size_t size,
+                                                std::size_t line_limit) {
+  const std::string_view bytes(received, size);
+  if (request_line_length(bytes) > line_limit) return HeadError::request_line_too_long;
+  const auto version = request_line_version(bytes);
+  if (version.known() && version.major != 1) return HeadError::unsupported_version;
+  if (version.major == 1 && version.minor > 1) received[version.minor_offset] = '1';
+  return {};
+}
+
 namespace {
 
 class HeadErrorCategory final : public boost::system::error_category {
@@ -181,6 +205,8 @@ class HeadErrorCategory final : public boost::system::error_category {
         return "invalid request head";
       case HeadError::invalid_response:
         return "invalid upstream response head";
+      case HeadError::unsupported_version:
+        return "unsupported HTTP version";
     }
     return "unknown head error";
   }

@@ -36,6 +36,25 @@ HeadVerdict check_raw_head(std::string_view head);
 // them while no LF has arrived), for limits.max_request_line_bytes.
 std::size_t request_line_length(std::string_view received);
 
+// The version of a complete request line among the bytes received, when it is well formed
+// ("HTTP/" DIGIT "." DIGIT after method and target): its major and minor digits, else none.
+// Beast takes only 1.0 and 1.1: a higher 1.x is read as 1.1 (RFC 9112 2.3, as nginx does),
+// another major version is answered 505, not 400.
+struct RequestLineVersion {
+  int major = -1;
+  int minor = -1;
+  std::size_t minor_offset = 0;  // of the minor digit in `received`
+  bool known() const { return major >= 0; }
+};
+RequestLineVersion request_line_version(std::string_view received);
+
+// The first look at the bytes of a request head while they arrive, before Beast parses them
+// (called while none of the head has been consumed): request_line_too_long over
+// `line_limit`, unsupported_version for a major version other than 1, and a higher 1.x
+// version rewritten to 1.1 in place. Success means "parse on".
+boost::system::error_code precheck_request_line(char* received, std::size_t size,
+                                                std::size_t line_limit);
+
 // Method is safe to send twice (RFC 9110 9.2.2) when the request has no body.
 bool is_idempotent(boost::beast::http::verb method);
 
@@ -44,6 +63,7 @@ enum class HeadError {
   request_line_too_long = 1,  // 414
   invalid_head,               // check_raw_head rejected a request head: 400
   invalid_response,           // an upstream response head failed the checks: 502
+  unsupported_version,        // a well-formed HTTP version other than 1.0 and 1.1: 505
 };
 const boost::system::error_category& head_error_category();
 boost::system::error_code make_error_code(HeadError e);

@@ -153,26 +153,31 @@ class Session final : public SessionBase {
       auto ec = co_await read_head(*req_p, cfg.limits.max_request_header_bytes,
                                    cfg.limits.max_request_line_bytes, deadline);
       if (ec) {
+        using R = metrics::RejectReason;
         if (ec == HeadError::request_line_too_long)
-          co_return co_await reply_error(target, http::status::uri_too_long,
-                                         "request line too long", start, false, 11);
+          co_return co_await reject(target, http::status::uri_too_long, "request line too long",
+                                    R::request_line_too_long, start, 11);
         if (ec == HeadError::invalid_head)
-          co_return co_await reply_error(target, http::status::bad_request, raw_reject_, start,
-                                         false, 11);
+          co_return co_await reject(target, http::status::bad_request, raw_reject_,
+                                    R::invalid_head, start, 11);
+        if (ec == HeadError::unsupported_version)
+          co_return co_await reject(target, http::status::http_version_not_supported,
+                                    "unsupported HTTP version", R::unsupported, start, 11);
         if (ec == http::error::header_limit)
-          co_return co_await reply_error(target, http::status::request_header_fields_too_large,
-                                         "request head too large", start, false, 11);
+          co_return co_await reject(target, http::status::request_header_fields_too_large,
+                                    "request head too large", R::head_too_large, start, 11);
         if (ec == beast::error::timeout)
-          co_return co_await reply_error(target, http::status::request_timeout,
-                                         "request head timeout", start, false, 11);
+          co_return co_await reject(target, http::status::request_timeout,
+                                    "request head timeout", R::head_timeout, start, 11);
         if (ec == http::error::body_limit)
-          co_return co_await reply_error(target, http::status::payload_too_large,
-                                         "request body too large", start, false, 11);
+          co_return co_await reject(target, http::status::payload_too_large,
+                                    "request body too large", R::body_too_large, start, 11);
         if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
           co_return false;
-        co_return co_await reply_error(target, http::status::bad_request, ec.message(), start,
-                                       false, 11);
+        const std::string why = ec.message();
+        co_return co_await reject(target, http::status::bad_request, why, R::invalid_head, start,
+                                  11);
       }
     }
 
@@ -187,9 +192,13 @@ class Session final : public SessionBase {
     // After an early error the unread body would be parsed as the next request: close.
     const bool can_keep_alive = req.keep_alive() && !has_body;
 
-    if (auto verdict = check_request_head(req.base()); !verdict.ok())
-      co_return co_await reply_error(target, verdict.status, verdict.reason, start, false,
-                                     client_version);
+    if (auto verdict = check_request_head(req.base()); !verdict.ok()) {
+      const auto reason = verdict.status == http::status::bad_request
+                              ? metrics::RejectReason::invalid_head
+                              : metrics::RejectReason::unsupported;
+      co_return co_await reject(target, verdict.status, verdict.reason, reason, start,
+                                client_version);
+    }
 
     const int route_index = snap->table->match(req[http::field::host], req.target(), req.base());
     if (route_index < 0)
@@ -597,6 +606,14 @@ class Session final : public SessionBase {
     co_return !ec && keep_alive && !w_.draining();
   }
 
+  // A request refused for what the client sent: counted by reason, answered, and the
+  // connection closed (nothing after it is read).
+  Task<bool> reject(Target const& t, http::status status, std::string_view why,
+                    metrics::RejectReason reason, Clock::time_point start, unsigned version) {
+    w_.metrics().request_rejected(reason);
+    co_return co_await reply_error(t, status, why, start, false, version);
+  }
+
   // The request's metrics only (no access log line): a canary attempt that stable served.
   void record_metrics(Target const& t, unsigned status, Clock::time_point start) {
     auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
@@ -664,10 +681,11 @@ class Session final : public SessionBase {
     std::size_t consumed = 0;
     for (;;) {
       if (buffer_.size() > 0) {
-        const std::string_view received(static_cast<const char*>(buffer_.data().data()),
-                                        buffer_.size());
-        if (consumed == 0 && request_line_length(received) > line_limit)
-          co_return HeadError::request_line_too_long;
+        char* data = static_cast<char*>(buffer_.data().data());
+        const std::string_view received(data, buffer_.size());
+        if (consumed == 0) {
+          if (auto ec = precheck_request_line(data, buffer_.size(), line_limit)) co_return ec;
+        }
         beast::error_code ec;
         const std::size_t n = p.put(buffer_.data(), ec);
         if (!ec && p.is_header_done() && consumed == 0) {
@@ -757,10 +775,11 @@ class Session final : public SessionBase {
   Task<bool> reply_bad_body(Target const& t, const beast::error_code& ec, Clock::time_point start,
                             unsigned version) {
     if (ec == http::error::body_limit)
-      co_return co_await reply_error(t, http::status::payload_too_large, "request body too large",
-                                     start, false, version);
+      co_return co_await reject(t, http::status::payload_too_large, "request body too large",
+                                metrics::RejectReason::body_too_large, start, version);
     const std::string why = "malformed request body: " + ec.message();
-    co_return co_await reply_error(t, http::status::bad_request, why, start, false, version);
+    co_return co_await reject(t, http::status::bad_request, why,
+                              metrics::RejectReason::invalid_body, start, version);
   }
 
   // The request head deadline cancels the pending read instead of closing the socket as a

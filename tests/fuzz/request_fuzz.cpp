@@ -169,10 +169,11 @@ beast::error_code read_head(Client& c, beast::flat_buffer& buffer,
   std::size_t consumed = 0;
   for (;;) {
     if (buffer.size() > 0) {
-      const std::string_view received(static_cast<const char*>(buffer.data().data()),
-                                      buffer.size());
-      if (consumed == 0 && gp::proxy::request_line_length(received) > kLineLimit)
-        return gp::proxy::HeadError::request_line_too_long;
+      char* data = static_cast<char*>(buffer.data().data());
+      const std::string_view received(data, buffer.size());
+      if (consumed == 0) {
+        if (auto ec = gp::proxy::precheck_request_line(data, buffer.size(), kLineLimit)) return ec;
+      }
       beast::error_code ec;
       const std::size_t n = p.put(buffer.data(), ec);
       if (!ec && p.is_header_done() && consumed == 0 &&

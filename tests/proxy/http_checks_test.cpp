@@ -231,6 +231,42 @@ TEST(HttpChecks, RequestLineLength) {
   EXPECT_EQ(request_line_length(""), 0u);
 }
 
+TEST(HttpChecks, RequestLineVersion) {
+  using gp::proxy::request_line_version;
+  const auto v20 = request_line_version("GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(v20.major, 2);
+  EXPECT_EQ(v20.minor, 0);
+  const std::string_view line12 = "GET /a HTTP/1.2\r\n";
+  const auto v12 = request_line_version(line12);
+  EXPECT_EQ(v12.major, 1);
+  EXPECT_EQ(v12.minor, 2);
+  EXPECT_EQ(line12[v12.minor_offset], '2');
+  EXPECT_EQ(request_line_version("GET / HTTP/1.1\n").minor, 1);
+  EXPECT_FALSE(request_line_version("GET / HTTP/2.0").known());       // line not complete
+  EXPECT_FALSE(request_line_version("GET / HTXP/2.0\r\n").known());  // not a version
+  EXPECT_FALSE(request_line_version("GET / HTTP/20\r\n").known());
+  EXPECT_FALSE(request_line_version("GET / HTTP/2.0 \r\n").known());
+  EXPECT_FALSE(request_line_version(" HTTP/2.0\r\n").known());  // no method or target
+  EXPECT_FALSE(request_line_version("GET HTTP/2.0\r\n").known());  // no target
+}
+
+TEST(HttpChecks, PrecheckRequestLine) {
+  using gp::proxy::HeadError;
+  using gp::proxy::precheck_request_line;
+  std::string minor = "GET / HTTP/1.7\r\nHost: x\r\n\r\n";
+  EXPECT_FALSE(precheck_request_line(minor.data(), minor.size(), 100));
+  EXPECT_EQ(minor, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");  // read as HTTP/1.1
+  std::string major = "GET / HTTP/2.0\r\n";
+  EXPECT_EQ(precheck_request_line(major.data(), major.size(), 100),
+            HeadError::unsupported_version);
+  std::string line = "GET /" + std::string(200, 'a');  // still arriving
+  EXPECT_EQ(precheck_request_line(line.data(), line.size(), 100),
+            HeadError::request_line_too_long);
+  std::string ok = "GET / HTTP/1.0\r\n";
+  EXPECT_FALSE(precheck_request_line(ok.data(), ok.size(), 100));
+  EXPECT_EQ(ok, "GET / HTTP/1.0\r\n");
+}
+
 TEST(HttpChecks, HeadErrorsAreErrorCodes) {
   const boost::system::error_code ec = gp::proxy::HeadError::request_line_too_long;
   EXPECT_EQ(ec.category().name(), std::string("grayproxy.head"));
