@@ -120,12 +120,14 @@ Metrics::Metrics(unsigned workers, std::string version_string)
                                   .Add({{"reason", "max_connections"}});
   auto& rejected = prometheus::BuildCounter()
                        .Name("grayproxy_downstream_rejected_total")
-                       .Help("Requests the proxy refused itself because of what the client "
-                             "sent (malformed or ambiguous framing, limits, head timeout), by "
-                             "reason.")
+                       .Help(
+                           "Requests the proxy refused itself because of what the client "
+                           "sent (malformed or ambiguous framing, limits, head timeout), by "
+                           "reason.")
                        .Register(*registry_);
   for (std::size_t r = 0; r < kRejectReasons; ++r)
-    rejected_[r] = &rejected.Add({{"reason", std::string(to_string(static_cast<RejectReason>(r)))}});
+    rejected_[r] =
+        &rejected.Add({{"reason", std::string(to_string(static_cast<RejectReason>(r)))}});
   route(kUnmatchedRoute);
 }
 

@@ -158,8 +158,8 @@ class Session final : public SessionBase {
           co_return co_await reject(target, http::status::uri_too_long, "request line too long",
                                     R::request_line_too_long, start, 11);
         if (ec == HeadError::invalid_head)
-          co_return co_await reject(target, http::status::bad_request, raw_reject_,
-                                    R::invalid_head, start, 11);
+          co_return co_await reject(target, http::status::bad_request, raw_reject_, R::invalid_head,
+                                    start, 11);
         if (ec == HeadError::unsupported_version)
           co_return co_await reject(target, http::status::http_version_not_supported,
                                     "unsupported HTTP version", R::unsupported, start, 11);
@@ -167,8 +167,8 @@ class Session final : public SessionBase {
           co_return co_await reject(target, http::status::request_header_fields_too_large,
                                     "request head too large", R::head_too_large, start, 11);
         if (ec == beast::error::timeout)
-          co_return co_await reject(target, http::status::request_timeout,
-                                    "request head timeout", R::head_timeout, start, 11);
+          co_return co_await reject(target, http::status::request_timeout, "request head timeout",
+                                    R::head_timeout, start, 11);
         if (ec == http::error::body_limit)
           co_return co_await reject(target, http::status::payload_too_large,
                                     "request body too large", R::body_too_large, start, 11);

@@ -406,7 +406,8 @@ bool serve_one(Client& c, beast::flat_buffer& buffer, Prng& prng, gp::routing::R
     if (body_complete) {
       if (ec || !up.is_done()) finding("upstream bytes are not one whole request", upstream);
       if (n != upstream.size()) finding("upstream bytes hold more than one request", upstream);
-      if (beast::buffers_to_string(up.get().body().data()) != body_in) finding("upstream body differs from the client's", upstream);
+      if (beast::buffers_to_string(up.get().body().data()) != body_in)
+        finding("upstream body differs from the client's", upstream);
     } else {
       if (ec && ec != http::error::need_more)
         finding("truncated upstream request does not parse", upstream);

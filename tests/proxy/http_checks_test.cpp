@@ -242,11 +242,11 @@ TEST(HttpChecks, RequestLineVersion) {
   EXPECT_EQ(v12.minor, 2);
   EXPECT_EQ(line12[v12.minor_offset], '2');
   EXPECT_EQ(request_line_version("GET / HTTP/1.1\n").minor, 1);
-  EXPECT_FALSE(request_line_version("GET / HTTP/2.0").known());       // line not complete
+  EXPECT_FALSE(request_line_version("GET / HTTP/2.0").known());      // line not complete
   EXPECT_FALSE(request_line_version("GET / HTXP/2.0\r\n").known());  // not a version
   EXPECT_FALSE(request_line_version("GET / HTTP/20\r\n").known());
   EXPECT_FALSE(request_line_version("GET / HTTP/2.0 \r\n").known());
-  EXPECT_FALSE(request_line_version(" HTTP/2.0\r\n").known());  // no method or target
+  EXPECT_FALSE(request_line_version(" HTTP/2.0\r\n").known());     // no method or target
   EXPECT_FALSE(request_line_version("GET HTTP/2.0\r\n").known());  // no target
 }
 
@@ -257,11 +257,9 @@ TEST(HttpChecks, PrecheckRequestLine) {
   EXPECT_FALSE(precheck_request_line(minor.data(), minor.size(), 100));
   EXPECT_EQ(minor, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");  // read as HTTP/1.1
   std::string major = "GET / HTTP/2.0\r\n";
-  EXPECT_EQ(precheck_request_line(major.data(), major.size(), 100),
-            HeadError::unsupported_version);
+  EXPECT_EQ(precheck_request_line(major.data(), major.size(), 100), HeadError::unsupported_version);
   std::string line = "GET /" + std::string(200, 'a');  // still arriving
-  EXPECT_EQ(precheck_request_line(line.data(), line.size(), 100),
-            HeadError::request_line_too_long);
+  EXPECT_EQ(precheck_request_line(line.data(), line.size(), 100), HeadError::request_line_too_long);
   std::string ok = "GET / HTTP/1.0\r\n";
   EXPECT_FALSE(precheck_request_line(ok.data(), ok.size(), 100));
   EXPECT_EQ(ok, "GET / HTTP/1.0\r\n");
