@@ -201,7 +201,8 @@ class FleetBase(harness.ProxyTestCase):
             load.stop()
         super().tearDown()
 
-    def config(self, i, steps, weight, bad_canary=False, tls="default", **rollout):
+    def config(self, i, steps, weight, bad_canary=False, tls="default", canary_name="v2",
+               **rollout):
         listen, admin = self.ports[i]
         policy = {"steps": steps, "interval": "1s", "min_requests": 20, "max_error_rate": 0.05,
                   "failure_limit": 2, "consecutive_successes": 1}
@@ -215,8 +216,8 @@ class FleetBase(harness.ProxyTestCase):
         return harness.base_config(
             listen, admin,
             clusters=[{"name": "v1", "endpoints": ["127.0.0.1:%d" % self.stable_port]},
-                      {"name": "v2", "endpoints": ["127.0.0.1:%d" % canary]}],
-            routes=[{"name": ROUTE, "stable": "v1", "canary": "v2",
+                      {"name": canary_name, "endpoints": ["127.0.0.1:%d" % canary]}],
+            routes=[{"name": ROUTE, "stable": "v1", "canary": canary_name,
                      "split": {"weight": weight, "hash_on": {"header": "x-user-id"},
                                "fallback": "random", "expose_version": True},
                      "rollout": policy}],
@@ -508,6 +509,16 @@ class FleetTest(FleetBase):
             cached = json.load(f)["routes"][ROUTE]
         self.assertEqual(cached["weight_bp"], 4000)
         self.assertEqual(cached["fleet_seq"], seqs.pop())
+        # A new canary build (another canary cluster) reloaded on node1 only: the fleet's
+        # analysis starts again from the first step everywhere, not just on node1.
+        cfg = self.config(1, [10, 50, 100], 40, canary_name="v3", min_requests=1000000)
+        self.write_config(cfg, name="proxy1.yaml")
+        os.kill(nodes[1]["proc"].pid, signal.SIGHUP)
+        self.wait_all(nodes, lambda n: (self.rollout(n)["state"], self.weight(n)) ==
+                      ("progressing", 10), 5, "restart after a canary change")
+        seqs = {self.fleet(n)["routes"][ROUTE]["seq"] for n in nodes}
+        self.assertEqual(len(seqs), 1, seqs)
+        self.assertEqual({self.fleet(n)["routes"][ROUTE]["writer"] for n in nodes}, {"node1"})
 
 
 class FleetOverTlsTest(FleetBase):

@@ -187,6 +187,8 @@ Acted act_on(const RouteDoc& base, const RolloutManager::FleetRoute& local,
     r = ctl->promote(now);
   } else if (action == "abort") {
     r = ctl->abort(now);
+  } else if (action == "restart") {  // reload only: judgements were about another build
+    ctl.emplace(*local.policy, 0, now);
   } else {
     return {error_result(404, "unknown action \"" + action + "\""), {}};
   }
@@ -502,24 +504,23 @@ Task<void> Fleet::publish_loop() {
     reachable();
     co_await campaign();
     (void)co_await read_reports();
-    // SIGHUP weight edits made while etcd was away (or still in flight).
-    std::map<std::string, std::uint32_t> pending;
+    // SIGHUP edits made while etcd was away (or still in flight).
+    std::map<std::string, ReloadEdit> pending;
     {
       std::lock_guard lock(mu_);
-      pending = pending_weights_;
+      pending = pending_edits_;
     }
-    for (auto const& [route, bp] : pending) {
-      std::optional<std::uint32_t> weight = bp;
-      auto res = co_await act_task(route, "weight", weight, "reload");
+    for (auto const& [route, edit] : pending) {
+      auto res = co_await write_edit(route, edit);
       if (res.http_status == 503) break;
       if (res.http_status != 200)
-        log::warn("reload weight edit not written to the fleet")
+        log::warn("reload edit not written to the fleet")
             .kv("route", route)
             .kv("status", res.http_status)
             .kv("error", json::serialize(res.body));
       std::lock_guard lock(mu_);
-      if (auto it = pending_weights_.find(route); it != pending_weights_.end() && it->second == bp)
-        pending_weights_.erase(it);
+      if (auto it = pending_edits_.find(route); it != pending_edits_.end() && it->second == edit)
+        pending_edits_.erase(it);
     }
   }
 }
@@ -755,34 +756,43 @@ ActionResult Fleet::act(const std::string& route, const std::string& action,
   return future.get();
 }
 
-void Fleet::submit_weight(const std::string& route, std::uint32_t weight_bp) {
+Task<ActionResult> Fleet::write_edit(std::string route, ReloadEdit edit) {
+  std::optional<std::uint32_t> weight;
+  if (!edit.restart) weight = edit.weight_bp;
+  std::string action = edit.restart ? "restart" : "weight";
+  co_return co_await act_task(std::move(route), std::move(action), weight, "reload");
+}
+
+void Fleet::submit_edit(const std::string& route, ReloadEdit edit) {
   {
     std::lock_guard lock(mu_);
-    pending_weights_[route] = weight_bp;
+    pending_edits_[route] = edit;
   }
-  log::info("reload weight edit sent to the fleet")
-      .kv("route", route)
-      .kv("weight_percent", weight_bp / 100.0);
+  if (edit.restart)
+    log::info("reload edit sent to the fleet: restart the analysis (canary cluster changed)")
+        .kv("route", route);
+  else
+    log::info("reload weight edit sent to the fleet")
+        .kv("route", route)
+        .kv("weight_percent", edit.weight_bp / 100.0);
   asio::co_spawn(
       ioc_.get_executor(),
-      [this, route, weight_bp]() -> Task<void> {
-        std::optional<std::uint32_t> weight = weight_bp;
-        auto res = co_await act_task(route, "weight", weight, "reload");
+      [this, route, edit]() -> Task<void> {
+        auto res = co_await write_edit(route, edit);
         if (res.http_status == 503) co_return;  // kept pending: the publish loop retries
         std::lock_guard lock(mu_);
-        if (auto it = pending_weights_.find(route);
-            it != pending_weights_.end() && it->second == weight_bp)
-          pending_weights_.erase(it);
+        if (auto it = pending_edits_.find(route); it != pending_edits_.end() && it->second == edit)
+          pending_edits_.erase(it);
       },
       asio::detached);
 }
 
 void Fleet::resync() {
   asio::post(ioc_, [this] {
-    std::map<std::string, std::uint32_t> pending;
+    std::map<std::string, ReloadEdit> pending;
     {
       std::lock_guard lock(mu_);
-      pending = pending_weights_;
+      pending = pending_edits_;
     }
     for (auto const& [route, d] : docs_)
       if (!pending.contains(route)) rollouts_.apply_fleet(route, d.doc, true);
@@ -802,7 +812,8 @@ json::object Fleet::status() const {
   for (auto const& [route, s] : seen_)
     routes[route] = json::object{{"seq", s.first}, {"writer", s.second}};
   json::object pending;
-  for (auto const& [route, bp] : pending_weights_) pending[route] = json_number(bp / 100.0);
+  for (auto const& [route, e] : pending_edits_)
+    pending[route] = e.restart ? json::value("restart") : json_number(e.weight_bp / 100.0);
   json::array endpoints;
   for (auto const& e : config_.etcd.endpoints) endpoints.push_back(json::value(e.str()));
   return json::object{

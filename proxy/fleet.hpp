@@ -51,8 +51,16 @@ class Fleet {
   // thread but the fleet's; waits for etcd (bounded). 503 while etcd is unreachable.
   RolloutManager::ActionResult act(const std::string& route, const std::string& action,
                                    std::optional<std::uint32_t> weight_bp);
-  // A SIGHUP weight edit: written to etcd as soon as it is reachable. Any thread.
-  void submit_weight(const std::string& route, std::uint32_t weight_bp);
+  // A reload's edit of a route for the whole fleet: the YAML's new weight, or (restart) the
+  // analysis started again from the first step because the canary cluster changed.
+  struct ReloadEdit {
+    bool restart = false;
+    std::uint32_t weight_bp = 0;
+    bool operator==(const ReloadEdit&) const = default;
+  };
+  // Written to etcd as soon as it is reachable; until then the route keeps the fleet's
+  // state. Any thread.
+  void submit_edit(const std::string& route, ReloadEdit edit);
   // After a reload rebuilt the controllers: re-apply the last states seen in etcd. Any thread.
   void resync();
 
@@ -70,6 +78,7 @@ class Fleet {
   Task<void> watch_loop();
   Task<void> leader_loop();
   Task<void> revoke();
+  Task<RolloutManager::ActionResult> write_edit(std::string route, ReloadEdit edit);
   Task<RolloutManager::ActionResult> act_task(std::string route, std::string action,
                                               std::optional<std::uint32_t> weight_bp,
                                               std::string cause);
@@ -125,7 +134,7 @@ class Fleet {
   bool down_reported_ = false;  // the current outage (or the one since startup) was logged
   std::int64_t frozen_since_ms_ = 0;
   std::int64_t leader_since_ms_ = 0;
-  std::map<std::string, std::uint32_t> pending_weights_;  // SIGHUP edits not yet in etcd
+  std::map<std::string, ReloadEdit> pending_edits_;  // SIGHUP edits not yet in etcd
   std::map<std::string, std::pair<std::uint64_t, std::string>> seen_;  // route -> seq, writer
 
   prometheus::Gauge* leader_gauge_;

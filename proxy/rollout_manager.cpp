@@ -87,7 +87,7 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
     persisted_routes = &r->as_object();
 
   std::map<std::string, Entry> next;
-  std::vector<std::pair<std::string, std::uint32_t>> fleet_edits;  // YAML weight edits
+  std::vector<std::pair<std::string, Fleet::ReloadEdit>> fleet_edits;
   for (auto const& rt : snap.routes) {
     if (rt.canary < 0) continue;
     const std::string& name = rt.config->name;
@@ -106,7 +106,10 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
       e.prev_stable = o.prev_stable;
       e.next_tick = o.next_tick;
       e.fleet_seq = o.fleet_seq;
-      if (weight_edit) fleet_edits.emplace_back(name, yaml_weight);
+      if (e.policy && canary_changed)  // as below: the analysis starts again, fleet-wide
+        fleet_edits.emplace_back(name, Fleet::ReloadEdit{true, 0});
+      else if (weight_edit)
+        fleet_edits.emplace_back(name, Fleet::ReloadEdit{false, yaml_weight});
       if (e.policy) {
         if (canary_changed) {
           // Judgements were about another build: start the analysis from the first step.
@@ -168,7 +171,7 @@ void RolloutManager::sync(const Snapshot& snap, const Snapshot* previous) {
   persist();
   if (fleet_) {
     // The fleet's state in etcd stays the truth: edits go there, the rest is re-applied.
-    for (auto const& [route, bp] : fleet_edits) fleet_->submit_weight(route, bp);
+    for (auto const& [route, edit] : fleet_edits) fleet_->submit_edit(route, edit);
     fleet_->resync();
   }
 }
