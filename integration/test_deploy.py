@@ -149,7 +149,8 @@ class TestPrometheusFiles(unittest.TestCase):
         alerts = re.findall(r"(?m)^\s*- alert:\s*(\S+)",
                             read(os.path.join(PROM_DIR, "grayproxy-alert-rules.yml")))
         self.assertEqual(sorted(alerts), sorted(["GrayproxyCanaryErrorRatioHigh", "GrayproxyRolloutRolledBack",
-                                                 "GrayproxyConfigReloadFailing", "GrayproxyDown"]))
+                                                 "GrayproxyConfigReloadFailing", "GrayproxyFleetFrozen",
+                                                 "GrayproxyDown"]))
         firing, silent = set(), set()
         lines = read(os.path.join(PROM_DIR, "tests.yml")).splitlines()
         for i, line in enumerate(lines):
@@ -298,6 +299,10 @@ class TestAgainstLiveProxy(harness.ProxyTestCase):
                                    read(os.path.join(PROM_DIR, f))):
                 wanted |= metric_names(expr)
         wanted.discard("up")  # Prometheus's own
+        # Fleet metrics exist only in fleet mode; test_fleet checks them against a real etcd.
+        fleet_only = {n for n in wanted if n.startswith("grayproxy_fleet_")}
+        self.assertEqual(fleet_only, {"grayproxy_fleet_frozen"})
+        wanted -= fleet_only
         for name in ("grayproxy_rollout_observed", "grayproxy_rollout_transitions_total",
                      "grayproxy_request_duration_seconds_bucket", "grayproxy_config_reloads_total"):
             self.assertIn(name, wanted)
