@@ -202,14 +202,14 @@ class FleetBase(harness.ProxyTestCase):
         super().tearDown()
 
     def config(self, i, steps, weight, bad_canary=False, tls="default", canary_name="v2",
-               **rollout):
+               lease_ttl=LEASE_TTL, **rollout):
         listen, admin = self.ports[i]
         policy = {"steps": steps, "interval": "1s", "min_requests": 20, "max_error_rate": 0.05,
                   "failure_limit": 2, "consecutive_successes": 1}
         policy.update(rollout)
         canary = self.bad_port if bad_canary else self.canary_port
         etcd = {"endpoints": ["127.0.0.1:%d" % self.etcd_ports[0]],
-                "prefix": "/grayproxy/test", "lease_ttl": "%ds" % LEASE_TTL}
+                "prefix": "/grayproxy/test", "lease_ttl": "%ds" % lease_ttl}
         tls = self.etcd_tls() if tls == "default" else tls
         if tls:
             etcd["tls"] = tls
@@ -239,10 +239,11 @@ class FleetBase(harness.ProxyTestCase):
         self.nodes.append(node)
         return node
 
-    def start_fleet(self, steps, weight, bad_node=None, **rollout):
+    def start_fleet(self, steps, weight, bad_node=None, lease_ttl=LEASE_TTL, **rollout):
         self.ports = [(harness.free_port(), harness.free_port()) for _ in range(3)]
         for i in range(3):
-            self.start_node(i, self.config(i, steps, weight, bad_canary=(i == bad_node), **rollout))
+            self.start_node(i, self.config(i, steps, weight, bad_canary=(i == bad_node),
+                                           lease_ttl=lease_ttl, **rollout))
             if i == 0:  # node0 leads: the others join an existing fleet
                 self.assertTrue(harness.wait_until(lambda: self.fleet(self.nodes[0]).get("is_leader"),
                                                    timeout=15, interval=0.1),
@@ -296,6 +297,39 @@ class FleetBase(harness.ProxyTestCase):
 
 
 class FleetTest(FleetBase):
+
+    def test_write_waiting_for_etcd_does_not_hold_up_reads(self):
+        # etcd stopped (SIGSTOP): connections are accepted, nothing is answered, so an admin
+        # write waits for etcd (the client's timeout: lease_ttl / 3 = 2 s here). Reads of
+        # that instance (/status, /metrics) are answered meanwhile, not after the write.
+        nodes = self.start_fleet(steps=[10, 50, 100], weight=10, min_requests=1000000,
+                                 lease_ttl=6)
+        os.kill(self.etcd.pid, signal.SIGSTOP)
+        done = {}
+
+        def write():
+            done["result"] = post(nodes[1]["admin"], "/routes/%s/weight" % ROUTE,
+                                  b'{"weight": 20}', timeout=30)
+        writer = threading.Thread(target=write, daemon=True)
+        try:
+            writer.start()
+            time.sleep(0.2)  # the write is in the proxy first
+            for _ in range(3):
+                st, js = harness.http_get_json(nodes[1]["admin"], "/status", timeout=5)
+                self.assertEqual(st, 200)
+                self.assertIn("fleet", js)
+                self.assertIn("grayproxy_fleet_leader",
+                              {name for name, _ in self.metrics(nodes[1])})
+            self.assertTrue(writer.is_alive(), "reads were answered only after the write: %r"
+                            % done.get("result"))
+        finally:
+            os.kill(self.etcd.pid, signal.SIGCONT)
+        writer.join(timeout=30)
+        self.assertFalse(writer.is_alive())
+        # 200 once etcd answers after SIGCONT, 503 had its silence outlasted the client timeout.
+        self.assertIn(done["result"][0], (200, 503), done["result"])
+        for n in nodes:
+            self.assertIsNone(n["proc"].poll(), "node%d exited" % n["i"])
 
     def test_fleet_answers_as_one_and_promotes_together(self):
         nodes = self.start_fleet(steps=[10, 25, 50, 75, 100], weight=10, consecutive_successes=2)

@@ -337,8 +337,11 @@ asio::awaitable<void> sample_history(Server& server, History& history) {
   }
 }
 
+using WriteExecutor = asio::thread_pool::executor_type;
+
 asio::awaitable<void> admin_session(Server& server, const std::string& token,
-                                    const History& history, tcp::socket socket) {
+                                    const History& history, WriteExecutor writes,
+                                    tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
@@ -358,7 +361,15 @@ asio::awaitable<void> admin_session(Server& server, const std::string& token,
       break;
     }
     Request req = parser.release();
-    Response res = handle(server, token, history, req);
+    Response res;
+    if (req.method() == http::verb::post) {
+      auto write = [&]() -> asio::awaitable<Response> {
+        co_return handle(server, token, history, req);
+      };
+      res = co_await asio::co_spawn(writes, write, asio::use_awaitable);
+    } else {
+      res = handle(server, token, history, req);
+    }
     if (req.method() == http::verb::head) res.body().clear();  // keeps Content-Length
     const bool keep = res.keep_alive();
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
@@ -369,7 +380,7 @@ asio::awaitable<void> admin_session(Server& server, const std::string& token,
 }
 
 asio::awaitable<void> admin_accept(Server& server, const std::string& token, const History& history,
-                                   tcp::acceptor& acceptor) {
+                                   WriteExecutor writes, tcp::acceptor& acceptor) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
@@ -377,7 +388,8 @@ asio::awaitable<void> admin_accept(Server& server, const std::string& token, con
       continue;
     }
     asio::co_spawn(acceptor.get_executor(),
-                   admin_session(server, token, history, std::move(socket)), asio::detached);
+                   admin_session(server, token, history, writes, std::move(socket)),
+                   asio::detached);
   }
 }
 
@@ -409,7 +421,8 @@ AdminServer::~AdminServer() {
 }
 
 void AdminServer::start() {
-  asio::co_spawn(ioc_, admin_accept(server_, token_, history_, acceptor_), asio::detached);
+  asio::co_spawn(ioc_, admin_accept(server_, token_, history_, writes_.get_executor(), acceptor_),
+                 asio::detached);
   asio::co_spawn(ioc_, sample_history(server_, history_), asio::detached);
   thread_ = std::thread([this] { ioc_.run(); });
 }
@@ -418,6 +431,7 @@ void AdminServer::stop() {
   if (!thread_.joinable()) return;
   ioc_.stop();
   thread_.join();
+  writes_.join();  // a write in progress finishes (at most the fleet's bounded wait)
 }
 
 }  // namespace gp::proxy

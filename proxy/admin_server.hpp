@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <string>
 #include <thread>
 
@@ -30,6 +31,9 @@ class AdminServer {
   boost::asio::ip::tcp::acceptor acceptor_;
   History history_;  // sampled and served on the admin thread only
   std::thread thread_;
+  // Writes (POST) run here, one at a time: in fleet mode they wait for etcd (bounded), and
+  // scrapes and /status on the admin thread must not wait behind them.
+  boost::asio::thread_pool writes_{1};
 };
 
 }  // namespace gp::proxy
