@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <utility>
 
 namespace gp::proxy {
 
@@ -63,8 +64,8 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
                                                metrics::Metrics& metrics,
                                                const Snapshot* previous) {
   auto snap = std::make_shared<Snapshot>();
-  snap->config = config;
-  const config::Config& cfg = *config;
+  snap->config = std::move(config);
+  const config::Config& cfg = *snap->config;
 
   snap->clusters.reserve(cfg.clusters.size());
   for (auto const& c : cfg.clusters) {

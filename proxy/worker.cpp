@@ -14,7 +14,7 @@ namespace {
 
 // Sessions report I/O problems as error codes; an exception escaping one is a bug, and
 // must be visible rather than swallowed by a detached coroutine.
-void log_exception(std::exception_ptr e) {
+void log_exception(const std::exception_ptr& e) {
   if (!e) return;
   try {
     std::rethrow_exception(e);
