@@ -510,18 +510,8 @@ Task<void> Fleet::publish_loop() {
       std::lock_guard lock(mu_);
       pending = pending_edits_;
     }
-    for (auto const& [route, edit] : pending) {
-      auto res = co_await write_edit(route, edit);
-      if (res.http_status == 503) break;
-      if (res.http_status != 200)
-        log::warn("reload edit not written to the fleet")
-            .kv("route", route)
-            .kv("status", res.http_status)
-            .kv("error", json::serialize(res.body));
-      std::lock_guard lock(mu_);
-      if (auto it = pending_edits_.find(route); it != pending_edits_.end() && it->second == edit)
-        pending_edits_.erase(it);
-    }
+    for (auto const& [route, edit] : pending)
+      if (!co_await write_edit(route, edit)) break;
   }
 }
 
@@ -756,11 +746,21 @@ ActionResult Fleet::act(const std::string& route, const std::string& action,
   return future.get();
 }
 
-Task<ActionResult> Fleet::write_edit(std::string route, ReloadEdit edit) {
+Task<bool> Fleet::write_edit(std::string route, ReloadEdit edit) {
   std::optional<std::uint32_t> weight;
   if (!edit.restart) weight = edit.weight_bp;
   std::string action = edit.restart ? "restart" : "weight";
-  co_return co_await act_task(std::move(route), std::move(action), weight, "reload");
+  auto res = co_await act_task(route, std::move(action), weight, "reload");
+  if (res.http_status == 503) co_return false;  // kept pending: the publish loop retries
+  if (res.http_status != 200)
+    log::warn("reload edit not written to the fleet")
+        .kv("route", route)
+        .kv("status", res.http_status)
+        .kv("error", json::serialize(res.body));
+  std::lock_guard lock(mu_);
+  if (auto it = pending_edits_.find(route); it != pending_edits_.end() && it->second == edit)
+    pending_edits_.erase(it);
+  co_return true;
 }
 
 void Fleet::submit_edit(const std::string& route, ReloadEdit edit) {
@@ -777,13 +777,7 @@ void Fleet::submit_edit(const std::string& route, ReloadEdit edit) {
         .kv("weight_percent", edit.weight_bp / 100.0);
   asio::co_spawn(
       ioc_.get_executor(),
-      [this, route, edit]() -> Task<void> {
-        auto res = co_await write_edit(route, edit);
-        if (res.http_status == 503) co_return;  // kept pending: the publish loop retries
-        std::lock_guard lock(mu_);
-        if (auto it = pending_edits_.find(route); it != pending_edits_.end() && it->second == edit)
-          pending_edits_.erase(it);
-      },
+      [this, route, edit]() -> Task<void> { (void)co_await write_edit(route, edit); },
       asio::detached);
 }
 

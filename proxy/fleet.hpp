@@ -78,7 +78,9 @@ class Fleet {
   Task<void> watch_loop();
   Task<void> leader_loop();
   Task<void> revoke();
-  Task<RolloutManager::ActionResult> write_edit(std::string route, ReloadEdit edit);
+  // Writes a reload edit to etcd and drops it from pending_edits_ unless a newer one replaced
+  // it, logging a refusal; false while etcd is unreachable (the edit stays pending).
+  Task<bool> write_edit(std::string route, ReloadEdit edit);
   Task<RolloutManager::ActionResult> act_task(std::string route, std::string action,
                                               std::optional<std::uint32_t> weight_bp,
                                               std::string cause);

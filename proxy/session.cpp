@@ -301,8 +301,7 @@ class Session final : public SessionBase {
     };
     auto take_retry = [&] {
       --retries_left;
-      auto* stats = target.stats ? target.stats : w_.snapshot()->unmatched;
-      stats->retry(w_.index(), metric_version(target.version));
+      stats_of(target).retry(w_.index(), metric_version(target.version));
     };
     boost::container::small_vector<std::size_t, 4> tried;  // endpoint indexes, this request
     bool stale_retried = false;
@@ -616,14 +615,12 @@ class Session final : public SessionBase {
 
   // The request's metrics only (no access log line): a canary attempt that stable served.
   void record_metrics(Target const& t, unsigned status, Clock::time_point start) {
-    auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
-    stats->record(w_.index(), metric_version(t.version), status, Clock::now() - start);
+    stats_of(t).record(w_.index(), metric_version(t.version), status, Clock::now() - start);
   }
 
   void record(Target const& t, unsigned status, Clock::time_point start) {
-    auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
     const auto elapsed = Clock::now() - start;
-    stats->record(w_.index(), metric_version(t.version), status, elapsed);
+    stats_of(t).record(w_.index(), metric_version(t.version), status, elapsed);
     if (w_.access_log_enabled()) {
       const std::string upstream =
           cur_.upstream.port()
@@ -657,9 +654,13 @@ class Session final : public SessionBase {
   };
   Current cur_;
 
+  // The stats of the request's route; route "none" before one matched.
+  metrics::RouteStats& stats_of(Target const& t) {
+    return t.stats ? *t.stats : *w_.snapshot()->unmatched;
+  }
+
   void upstream_error(Target const& t, UpstreamError reason) {
-    auto* stats = t.stats ? t.stats : w_.snapshot()->unmatched;
-    stats->upstream_error(w_.index(), metric_version(t.version), reason);
+    stats_of(t).upstream_error(w_.index(), metric_version(t.version), reason);
   }
 
   // Reads a request head into the parser. Beast applies header_limit to each put() on
