@@ -215,6 +215,15 @@ struct Limits {
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
+// HTTP rules of the proxy (README "What the proxy guarantees on the wire").
+enum class Underscores : std::uint8_t { drop, reject, allow };
+struct Http {
+  // Request header names containing '_': dropped (nginx's default), rejected with 400, or
+  // forwarded (Envoy's headers_with_underscores_action).
+  Underscores headers_with_underscores = Underscores::drop;
+  friend bool operator==(const Http&, const Http&) = default;
+};
+
 struct Admin {
   Address address{"127.0.0.1", 9901};
   std::string token_file;  // "" = writes are not authenticated
@@ -249,6 +258,7 @@ struct Config {
   Admin admin;
   Timeouts timeouts;
   Limits limits;
+  Http http;
   std::optional<AccessLog> access_log;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

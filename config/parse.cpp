@@ -119,7 +119,7 @@ class Parser {
   explicit Parser(const Reader& r) : r_(r) {}
 
   Config parse(const Value& root) {
-    const Map top = r_.map(root, {"workers", "state_dir", "admin", "timeouts", "limits",
+    const Map top = r_.map(root, {"workers", "state_dir", "admin", "timeouts", "limits", "http",
                                   "access_log", "listeners", "clusters", "routes", "fleet"});
     cfg_.source = r_.source();
     if (const Value* v = top.find("workers")) workers(*v);
@@ -127,6 +127,7 @@ class Parser {
     if (const Value* v = top.find("admin")) admin(*v);
     if (const Value* v = top.find("timeouts")) timeouts(*v);
     if (const Value* v = top.find("limits")) limits(*v);
+    if (const Value* v = top.find("http")) http(*v);
     if (const Value* v = top.find("access_log")) access_log(*v);
     listeners(top.need("listeners"));
     clusters(top.need("clusters"));  // before routes, which refer to them
@@ -191,6 +192,13 @@ class Parser {
       l.max_request_body_bytes = r_.integer(*x, 0, kU64Max);
     if (const Value* x = m.find("max_idle_upstream_per_endpoint"))
       l.max_idle_upstream_per_endpoint = u32(*x, 0, 100000);
+  }
+
+  void http(const Value& v) {
+    const Map m = r_.map(v, {"headers_with_underscores"});
+    if (const Value* x = m.find("headers_with_underscores"))
+      cfg_.http.headers_with_underscores =
+          static_cast<Underscores>(r_.choice(*x, {"drop", "reject", "allow"}));
   }
 
   void access_log(const Value& v) {

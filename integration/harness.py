@@ -634,6 +634,13 @@ class ProxyTestCase(unittest.TestCase):
         if wait and not wait_port(listen_port, timeout=10.0, proc=proc):
             self.fail("proxy did not listen on 127.0.0.1:%d within 10 s (exit code %r); stderr:\n%s"
                       % (listen_port, proc.poll(), self.read_proxy_stderr()))
+        # The admin listener starts on a thread of its own, possibly after the public one: a
+        # test that reads /metrics first must not race it.
+        admin = cfg.get("admin", {}).get("address", "") if isinstance(cfg, dict) else ""
+        if wait and admin.startswith("127.0.0.1:") and not wait_port(
+                int(admin.rsplit(":", 1)[1]), timeout=10.0, proc=proc):
+            self.fail("proxy admin did not listen on %s within 10 s; stderr:\n%s"
+                      % (admin, self.read_proxy_stderr()))
         return proc
 
     def start_prometheus(self, config_text):

@@ -128,6 +128,16 @@ Metrics::Metrics(unsigned workers, std::string version_string)
   for (std::size_t r = 0; r < kRejectReasons; ++r)
     rejected_[r] =
         &rejected.Add({{"reason", std::string(to_string(static_cast<RejectReason>(r)))}});
+  auto& closed = prometheus::BuildCounter()
+                     .Name("grayproxy_upstream_connections_closed_total")
+                     .Help(
+                         "Upstream connections closed instead of reused, by reason (stray "
+                         "bytes after a response, closed by the upstream while idle, a "
+                         "response that does not allow reuse, pool full, exchange aborted).")
+                     .Register(*registry_);
+  for (std::size_t c = 0; c < kUpstreamCloses; ++c)
+    upstream_closed_[c] =
+        &closed.Add({{"reason", std::string(to_string(static_cast<UpstreamClose>(c)))}});
   route(kUnmatchedRoute);
 }
 

@@ -88,6 +88,11 @@ class Metrics final : public prometheus::Collectable {
   // grayproxy_downstream_rejected_total{reason}++: a request the proxy answered 4xx/5xx itself
   // because of what the client sent. Any thread; a shared atomic add, off the normal path.
   void request_rejected(RejectReason r) { rejected_[static_cast<std::size_t>(r)]->Increment(); }
+  // grayproxy_upstream_connections_closed_total{reason}++: an upstream connection closed
+  // instead of reused. Any thread; a shared atomic add, once per connection at most.
+  void upstream_connection_closed(UpstreamClose c) {
+    upstream_closed_[static_cast<std::size_t>(c)]->Increment();
+  }
 
   // All families: the registry's plus the summed shards. Any thread.
   std::vector<prometheus::MetricFamily> Collect() const override;
@@ -119,6 +124,7 @@ class Metrics final : public prometheus::Collectable {
   prometheus::Gauge& last_reload_success_;
   prometheus::Counter* refused_max_connections_ = nullptr;
   std::array<prometheus::Counter*, kRejectReasons> rejected_{};
+  std::array<prometheus::Counter*, kUpstreamCloses> upstream_closed_{};
 
   mutable std::mutex mutex_;  // guards the two maps below, not the stats they point to
   std::map<std::string, std::unique_ptr<RouteStats>, std::less<>> routes_;

@@ -16,15 +16,43 @@ enum class Version : std::uint8_t { stable = 0, canary = 1 };
 inline constexpr std::size_t kVersions = 2;
 
 // overflow: refused by the cluster's circuit breaker (limits), nothing was sent.
+// local_overload: the proxy itself ran out of file descriptors for a new upstream connection
+// (not the endpoint's fault: no ejection).
 enum class UpstreamError : std::uint8_t {
   connect,
   timeout,
   reset,
   protocol,
   no_endpoint,
-  overflow
+  overflow,
+  local_overload
 };
-inline constexpr std::size_t kUpstreamErrors = 6;
+inline constexpr std::size_t kUpstreamErrors = 7;
+
+// Why an upstream connection was closed instead of reused
+// (grayproxy_upstream_connections_closed_total): stray_bytes, bytes beyond a response (found
+// when it ended or by the peek before a reuse); peer_closed, the upstream closed it while it
+// was idle (found by that peek); unframed, a response that does not allow reuse (ended by
+// close, Connection: close, HTTP/1.0, 1xx, HEAD/204/304 declaring a body); pool_full, enough
+// idle connections already; aborted, the exchange failed or was cut short.
+enum class UpstreamClose : std::uint8_t { stray_bytes, peer_closed, unframed, pool_full, aborted };
+inline constexpr std::size_t kUpstreamCloses = 5;
+
+constexpr std::string_view to_string(UpstreamClose c) noexcept {
+  switch (c) {
+    case UpstreamClose::stray_bytes:
+      return "stray_bytes";
+    case UpstreamClose::peer_closed:
+      return "peer_closed";
+    case UpstreamClose::unframed:
+      return "unframed";
+    case UpstreamClose::pool_full:
+      return "pool_full";
+    case UpstreamClose::aborted:
+      return "aborted";
+  }
+  return "unknown";
+}
 
 // Why the proxy itself refused a client's request (grayproxy_downstream_rejected_total).
 // invalid_head: malformed or ambiguous head (framing, syntax, Host); unsupported: a well-formed
@@ -36,9 +64,12 @@ enum class RejectReason : std::uint8_t {
   invalid_head,
   unsupported,
   body_too_large,
-  invalid_body
+  invalid_body,
+  chunk_line_too_long,
+  trailers_too_large,
+  underscore_header
 };
-inline constexpr std::size_t kRejectReasons = 7;
+inline constexpr std::size_t kRejectReasons = 10;
 
 constexpr std::string_view to_string(RejectReason r) noexcept {
   switch (r) {
@@ -56,6 +87,12 @@ constexpr std::string_view to_string(RejectReason r) noexcept {
       return "body_too_large";
     case RejectReason::invalid_body:
       return "invalid_body";
+    case RejectReason::chunk_line_too_long:
+      return "chunk_line_too_long";
+    case RejectReason::trailers_too_large:
+      return "trailers_too_large";
+    case RejectReason::underscore_header:
+      return "underscore_header";
   }
   return "unknown";
 }
@@ -81,6 +118,8 @@ constexpr std::string_view to_string(UpstreamError e) noexcept {
       return "no_endpoint";
     case UpstreamError::overflow:
       return "overflow";
+    case UpstreamError::local_overload:
+      return "local_overload";
   }
   return "unknown";
 }

@@ -17,7 +17,7 @@
 #include "config/percent.hpp"
 #include "metrics/gzip.hpp"
 #include "proxy/fleet.hpp"
-#include "proxy/header_util.hpp"
+#include "proxy/http/header_util.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_json.hpp"
 #include "proxy/rollout_manager.hpp"

@@ -18,7 +18,7 @@
 #include "proxy/fleet.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_manager.hpp"
-#include "proxy/worker.hpp"
+#include "proxy/server/worker.hpp"
 
 namespace gp::proxy {
 

@@ -15,7 +15,7 @@
 
 #include "config/config.hpp"
 #include "metrics/metrics.hpp"
-#include "proxy/cluster_state.hpp"
+#include "proxy/upstream/cluster_state.hpp"
 #include "routing/outlier.hpp"
 #include "routing/route_table.hpp"
 #include "routing/split.hpp"

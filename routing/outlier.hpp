@@ -1,7 +1,7 @@
 // Passive outlier detection, the decisions only (as Envoy's outlier_detection; README "What
 // the proxy guarantees on the wire"): what counts as a failure, when an endpoint is ejected,
 // for how long, and how many endpoints of a cluster may be out at once. Pure: the caller owns
-// the state (proxy/cluster_state.hpp) and passes the clock in.
+// the state (proxy/upstream/cluster_state.hpp) and passes the clock in.
 #pragma once
 
 #include <chrono>

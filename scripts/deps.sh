@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(g++ cmake make pkg-config ccache libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev
        libssl-dev prometheus-cpp-dev libxxhash-dev zlib1g-dev libgtest-dev libbenchmark-dev)
-test=(curl wrk python3 python3-xxhash xxhash openssl prometheus procps iproute2 chromium
+test=(curl wrk python3 python3-xxhash python3-websockets xxhash openssl prometheus procps iproute2 chromium
       fonts-liberation systemd clang-14 libclang-rt-14-dev etcd-server)
 bench=(haproxy nginx-light wrk python3 curl)
 fuzz=(clang-14 libclang-rt-14-dev)

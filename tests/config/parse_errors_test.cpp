@@ -60,7 +60,7 @@ TEST(ParseErrors, UnknownKeys) {
             "upstream_connect, upstream_response, drain)");
   EXPECT_EQ(error_of(kValid + "worker: 4\n"),
             "t.yaml:12:1: worker: unknown key (expected one of: workers, state_dir, admin, "
-            "timeouts, limits, access_log, listeners, clusters, routes, fleet)");
+            "timeouts, limits, http, access_log, listeners, clusters, routes, fleet)");
   EXPECT_EQ(error_of(kSplit + "      wieght: 5\n"),
             "t.yaml:16:7: routes[0].split.wieght: unknown key (expected one of: weight, hash_on, "
             "salt, fallback, overrides, cookie_ttl, trust_forwarded_for, expose_version, "

@@ -1,44 +1,44 @@
 // libFuzzer target for the downstream request path, without sockets. The input is what a
-// client sends on one connection. It goes through the same steps as proxy/session.cpp's
-// serve_one, request after request while the connection would stay open:
-//   read_head (header_limit, put() loop, kMaxHeaderFields) -> check_request_head -> route
-//   match -> split decision -> strip_hop_by_hop / add_forwarded / framing rewrite ->
-//   serializer (head, then the body streamed through a small buffer_body buffer as
-//   proxy/relay.hpp does).
-// Socket reads are simulated: each "read_some" returns a piece whose size is chosen by a
-// PRNG seeded from the input, so the same input always splits the same way.
+// client sends on one connection. It goes through the proxy's own code, request after request
+// while the connection would stay open, on Beast's in-memory test streams:
+//   read_head (MessageParser, limits, raw checks) -> check_request_head -> route match ->
+//   split decision -> requested_upgrade / rewrite_request_head -> serialize_head ->
+//   send_request (the body relayed by relay_message as it is read).
+// The client stream hands the input out in reads of a size chosen from the input, so the same
+// input always splits the same way.
 //
 // Oracles (a violation aborts, i.e. is a finding):
 //   - the rewritten head re-parses with a fresh parser and carries at most one framing header
 //     (never both Content-Length and Transfer-Encoding), the one matching the client's body;
-//   - no hop-by-hop field survives the rewrite;
-//   - what would be written upstream for a complete request parses as exactly one request
-//     whose body is the body the proxy read from the client, with no bytes left over
-//     (a request-smuggling check); for a broken-off body, a prefix of one request.
-#include <boost/beast/core/buffers_to_string.hpp>
+//   - no hop-by-hop field survives the rewrite (but an upgrade's own two);
+//   - what is written upstream for a complete request parses as exactly one request whose
+//     body has as many bytes as the relay counted, with no bytes left over (a
+//     request-smuggling check); for a broken-off body, a prefix of one request;
+//   - the read buffer never grows beyond one read past the longest allowed wait.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/_experimental/test/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/dynamic_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "config/config.hpp"
-#include "proxy/forwarding.hpp"
-#include "proxy/http_checks.hpp"
+#include "proxy/http/forwarding.hpp"
+#include "proxy/http/head_io.hpp"
+#include "proxy/http/http_checks.hpp"
+#include "proxy/http/message_parser.hpp"
+#include "proxy/upstream/send_request.hpp"
 #include "routing/random_source.hpp"
 #include "routing/route_table.hpp"
 #include "routing/split.hpp"
@@ -49,12 +49,15 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-// As proxy/session.cpp.
-constexpr std::ptrdiff_t kMaxHeaderFields = 100;
-constexpr std::size_t kHeaderLimit = 8192;          // limits.max_request_header_bytes
-constexpr std::size_t kLineLimit = 8192;            // limits.max_request_line_bytes
-constexpr std::size_t kReadSome = 16384;            // read_head's largest read
-constexpr std::size_t kRelayReadChunk = 32 * 1024;  // proxy/relay.hpp
+namespace asio = boost::asio;
+using gp::proxy::Task;
+using gp::proxy::use_task;
+using TestStream = beast::test::basic_stream<gp::proxy::Executor>;
+
+// As proxy/server/session.cpp and proxy/upstream/exchange.hpp.
+constexpr std::size_t kMaxHeaderFields = 100;
+constexpr std::size_t kHeaderLimit = 8192;  // limits.max_request_header_bytes
+constexpr std::size_t kLineLimit = 8192;    // limits.max_request_line_bytes
 constexpr int kMaxRequestsPerConnection = 16;
 constexpr const char* kPeer = "192.0.2.7";
 
@@ -130,123 +133,9 @@ const Fixture& fixture() {
   return *f;
 }
 
-// splitmix64, for the simulated read sizes.
-struct Prng {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-};
-
-// The client socket: bytes of the input, handed out in pieces.
-struct Client {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::size_t pos = 0;
-  Prng prng;
-
-  bool eof() const { return pos == size; }
-  // read_some into a buffer with room for `room` bytes; 0 = end of stream.
-  std::size_t read_some(beast::flat_buffer& b, std::size_t room) {
-    if (room == 0 || pos == size) return 0;
-    std::size_t n = std::min(room, size - pos);
-    const std::uint64_t r = prng.next();
-    if (r % 4 == 0) n = std::min<std::size_t>(n, 1 + (r >> 8) % 16);  // a small TCP segment
-    auto dst = b.prepare(n);
-    std::memcpy(dst.data(), data + pos, n);
-    b.commit(n);
-    pos += n;
-    return n;
-  }
-};
-
-// proxy/session.cpp read_head, with the socket read replaced by Client::read_some.
-beast::error_code read_head(Client& c, beast::flat_buffer& buffer,
-                            http::request_parser<http::buffer_body>& p, std::size_t limit) {
-  std::size_t consumed = 0;
-  for (;;) {
-    if (buffer.size() > 0) {
-      char* data = static_cast<char*>(buffer.data().data());
-      const std::string_view received(data, buffer.size());
-      if (consumed == 0) {
-        if (auto ec = gp::proxy::precheck_request_line(data, buffer.size(), kLineLimit)) return ec;
-      }
-      beast::error_code ec;
-      const std::size_t n = p.put(buffer.data(), ec);
-      if (!ec && p.is_header_done() && consumed == 0 &&
-          !gp::proxy::check_raw_head(received.substr(0, n)).ok())
-        return gp::proxy::HeadError::invalid_head;
-      buffer.consume(n);
-      consumed += n;
-      if (!ec && p.is_header_done()) {
-        if (std::distance(p.get().begin(), p.get().end()) > kMaxHeaderFields)
-          return http::error::header_limit;
-        return {};
-      }
-      if (ec && ec != http::error::need_more) return ec;
-    }
-    if (consumed + buffer.size() >= limit) return http::error::header_limit;
-    const std::size_t room = std::min<std::size_t>(limit - consumed - buffer.size(), kReadSome);
-    if (c.read_some(buffer, room) == 0)
-      return consumed + buffer.size() == 0 ? http::error::end_of_stream
-                                           : http::error::partial_message;
-  }
-}
-
-// http::read(stream, buffer, parser) for a parser whose buffer_body has room: reads and parses
-// until the message is done or the body buffer is full (need_buffer) or an error.
-beast::error_code read_body_piece(Client& c, beast::flat_buffer& buffer,
-                                  http::request_parser<http::buffer_body>& p) {
-  if (p.is_done()) return {};
-  for (int guard = 0;; ++guard) {
-    if (guard > 1'000'000) finding("body read loop does not progress");
-    if (buffer.size() > 0) {
-      beast::error_code ec;
-      const std::size_t n = p.put(buffer.data(), ec);
-      buffer.consume(n);
-      if (ec != http::error::need_more) {
-        if (ec) return ec;  // need_buffer included
-        if (p.is_done()) return {};
-        if (n == 0) finding("parser consumed nothing and wants nothing");
-        continue;
-      }
-    }
-    const std::size_t room = buffer.capacity() - buffer.size() > 0
-                                 ? buffer.capacity() - buffer.size()
-                                 : 512;  // beast::read_size
-    if (c.read_some(buffer, std::min<std::size_t>(room, 65536)) == 0) {
-      beast::error_code ec;
-      p.put_eof(ec);
-      if (ec) return ec;
-      return p.is_done() ? beast::error_code{} : http::error::partial_message;
-    }
-  }
-}
-
-// http::write(stream, serializer) into a string.
-template <class Serializer>
-beast::error_code write_all(std::string& out, Serializer& sr, bool header_only) {
-  beast::error_code ec;
-  do {
-    sr.next(ec, [&](beast::error_code&, auto const& buffers) {
-      std::size_t n = 0;
-      for (auto b : beast::buffers_range_ref(buffers)) {
-        out.append(static_cast<const char*>(b.data()), b.size());
-        n += b.size();
-      }
-      sr.consume(n);
-    });
-    if (ec) return ec;
-  } while (header_only ? !sr.is_header_done() : !sr.is_done());
-  return ec;
-}
-
 // The head as the upstream gets it, re-parsed on its own.
 void check_rewritten_head(std::string const& head_bytes, bool chunked,
-                          boost::optional<std::uint64_t> content_length,
+                          std::optional<std::uint64_t> content_length, bool upgrade,
                           http::request_header<> const& sent) {
   http::request_parser<http::empty_body> p;
   p.header_limit(std::numeric_limits<std::uint32_t>::max());
@@ -265,14 +154,20 @@ void check_rewritten_head(std::string const& head_bytes, bool chunked,
     if (te != 1 || !p.chunked())
       finding("chunked body but no Transfer-Encoding: chunked", head_bytes);
   } else if (content_length) {
-    if (cl != 1 || p.content_length() != content_length)
+    if (cl != 1 || !p.content_length() || *p.content_length() != *content_length)
       finding("Content-Length lost or changed by the rewrite", head_bytes);
   } else if (cl + te != 0) {
     finding("framing header added to a request without a body", head_bytes);
   }
-  for (auto f : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
-                 http::field::te, http::field::trailer, http::field::upgrade, http::field::expect})
+  for (auto f : {http::field::keep_alive, http::field::proxy_connection, http::field::te,
+                 http::field::trailer, http::field::expect})
     if (h.count(f) != 0) finding("hop-by-hop field forwarded", head_bytes);
+  if (upgrade) {
+    if (h.count(http::field::upgrade) != 1 || h[http::field::connection] != "upgrade")
+      finding("upgrade request lost its Upgrade or Connection: upgrade", head_bytes);
+  } else if (h.count(http::field::upgrade) + h.count(http::field::connection) != 0) {
+    finding("Connection or Upgrade forwarded without an upgrade", head_bytes);
+  }
   if (h.count(http::field::host) > 1) finding("several Host fields forwarded", head_bytes);
   if (h.count("x-forwarded-for") != 1 || h.count("x-gray-version") != 1)
     finding("X-Forwarded-For / X-Gray-Version not set exactly once", head_bytes);
@@ -280,33 +175,58 @@ void check_rewritten_head(std::string const& head_bytes, bool chunked,
     finding("request line changed by serialization", head_bytes);
 }
 
+// One connection: the client's bytes in, what would go upstream out.
+struct Connection {
+  asio::io_context& ioc;
+  TestStream client;
+  TestStream upstream;
+  TestStream upstream_peer;
+  beast::flat_buffer buffer;
+  gp::routing::RandomSource rng;
+  bool ended = false;
+
+  Connection(asio::io_context& io, std::string_view input, std::size_t read_size,
+             std::uint64_t seed)
+      : ioc(io), client(io), upstream(io), upstream_peer(io), rng(seed) {
+    client.append(input);
+    client.close_remote();  // the client's end of stream after its bytes
+    client.read_size(read_size);
+    upstream.connect(upstream_peer);
+  }
+
+  // What the proxy wrote upstream since the last call.
+  std::string take_upstream() {
+    std::string s(upstream_peer.str());
+    upstream_peer.clear();
+    return s;
+  }
+};
+
 // Serves one request; returns whether the connection would stay open for another.
-bool serve_one(Client& c, beast::flat_buffer& buffer, Prng& prng, gp::routing::RandomSource& rng) {
+Task<bool> serve_one(Connection& c) {
   const Fixture& fx = fixture();
-  std::optional<http::request_parser<http::buffer_body>> req_p;
-  req_p.emplace();
-  req_p->header_limit(kHeaderLimit);
-  req_p->body_limit(std::numeric_limits<std::uint64_t>::max());
-  if (auto ec = read_head(c, buffer, *req_p, kHeaderLimit)) {
+  gp::proxy::MessageParser<true> req(
+      gp::proxy::ParserLimits{kMaxHeaderFields, gp::proxy::UnderscoreAction::drop});
+  const char* reason = "";
+  if (auto ec = co_await gp::proxy::read_head(
+          c.client, c.buffer, req, kHeaderLimit, kLineLimit, [] {}, reason)) {
     trace("head rejected", ec.message());
-    return false;  // error reply (or nothing), close
+    co_return false;  // error reply (or nothing), close
   }
 
-  auto& req = req_p->get();
-  const bool has_body = req_p->chunked() || req_p->content_length().value_or(0) > 0;
-  const bool can_keep_alive = req.keep_alive() && !has_body;
-
-  if (auto verdict = gp::proxy::check_request_head(req.base()); !verdict.ok()) {
+  auto& head = req.head();
+  const bool can_keep_alive = req.head_keep_alive() && !req.declares_body();
+  if (auto verdict = gp::proxy::check_request_head(head); !verdict.ok()) {
     trace("check_request_head", verdict.reason);
-    return false;
+    co_return false;
   }
 
-  const int route_index = fx.table->match(req[http::field::host], req.target(), req.base());
+  const int route_index = fx.table->match(head[http::field::host], head.target(), head);
   if (route_index < -1 || route_index >= static_cast<int>(fx.cfg.routes.size()))
     finding("route index out of range");
   if (route_index < 0) {
     trace("no route");
-    return can_keep_alive;  // 404
+    co_return can_keep_alive;  // 404
   }
   auto const& route = fx.cfg.routes[route_index];
   const auto& splitter = fx.splitters[route_index];
@@ -314,8 +234,8 @@ bool serve_one(Client& c, beast::flat_buffer& buffer, Prng& prng, gp::routing::R
   std::string new_cookie;
   gp::config::Version version = gp::config::Version::stable;
   if (!route.canary.empty() && splitter) {
-    gp::routing::SplitInput in{req.base(), kPeer};
-    auto d = splitter->decide(in, route.split->weight_bp, new_cookie, rng);
+    gp::routing::SplitInput in{head, kPeer};
+    auto d = splitter->decide(in, route.split->weight_bp, new_cookie, c.rng);
     if (d.bucket > 10000) finding("bucket out of range");
     version = d.version;
     if (!new_cookie.empty()) {
@@ -324,76 +244,33 @@ bool serve_one(Client& c, beast::flat_buffer& buffer, Prng& prng, gp::routing::R
     }
   }
 
-  // The rewrite, as in serve_one.
-  const bool client_keep_alive = req.keep_alive();
-  const bool body_chunked = req_p->chunked();
-  const auto content_length = req_p->content_length();
-  gp::proxy::strip_hop_by_hop(req);
-  req.erase(http::field::expect);
-  gp::proxy::add_forwarded(req, kPeer, false);
-  req.set("x-gray-version", gp::config::to_string(version));
-  req.version(11);
-  if (body_chunked)
-    req.chunked(true);
-  else if (content_length)
-    req.content_length(*content_length);
+  // The rewrite, as in the session.
+  const std::string_view upgrade = gp::proxy::requested_upgrade(head, req.head_upgrade());
+  const bool is_upgrade = !upgrade.empty();
+  const bool expect_continue = head.count(http::field::expect) > 0;
+  const bool client_keep_alive = req.head_keep_alive();
+  const auto length = req.declared_length();
+  gp::proxy::rewrite_request_head(
+      head, gp::proxy::RequestRewrite{kPeer, false, gp::config::to_string(version), req.chunked(),
+                                      length, upgrade});
+  if (head.count(http::field::host) == 0) gp::proxy::ensure_host(head, "127.0.0.1:9001");
+  std::string head_bytes;
+  gp::proxy::serialize_head(head, head_bytes);
+  check_rewritten_head(head_bytes, req.chunked(), length, is_upgrade, head);
 
-  // The head alone, re-parsed.
-  {
-    http::request<http::empty_body> head_only{req.base()};
-    http::serializer<true, http::empty_body> hsr{head_only};
-    hsr.split(true);
-    std::string head_bytes;
-    if (write_all(head_bytes, hsr, true)) finding("head serialization failed");
-    check_rewritten_head(head_bytes, body_chunked, content_length, req.base());
-  }
+  // What goes upstream: the head, then the body as the relay streams it.
+  const gp::proxy::RelaySettings settings{std::chrono::seconds(10), std::chrono::seconds(10),
+                                          kHeaderLimit};
+  std::uint64_t body_bytes = 0;
+  const auto sent = co_await gp::proxy::send_request(
+      c.client, c.buffer, req, c.upstream, head_bytes, expect_continue, 11, settings, body_bytes);
+  if (c.buffer.capacity() > gp::proxy::relay_buffer_limit(settings))
+    finding("read buffer over its bound");
+  if (sent.ec && !sent.client_side) finding("upstream write failed", sent.ec.message());
+  const bool body_complete = !sent.ec;
+  const std::string upstream = c.take_upstream();
 
-  // What goes upstream: head, then the body relayed through a small buffer.
-  std::string upstream;
-  std::string body_in;  // the body as the proxy parsed it from the client
-  bool body_complete = true;
-  http::serializer<true, http::buffer_body> sr{req};
-  if (req_p->is_done()) {
-    req.body().data = nullptr;
-    req.body().size = 0;
-    req.body().more = false;
-    if (auto ec = write_all(upstream, sr, false)) finding("bodiless write failed");
-  } else {
-    static constexpr std::size_t kCapacities[] = {1, 7, 64, 4096};
-    const std::size_t capacity = kCapacities[prng.next() % 4];
-    std::unique_ptr<char[]> buf(new char[capacity]);
-    auto& body = req.body();
-    if (buffer.capacity() - buffer.size() < kRelayReadChunk)
-      buffer.reserve(buffer.size() + kRelayReadChunk);
-    for (int guard = 0;; ++guard) {
-      if (guard > 10'000'000) finding("relay loop does not progress");
-      if (!req_p->is_done()) {
-        body.data = buf.get();
-        body.size = capacity;
-        auto ec = read_body_piece(c, buffer, *req_p);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec) {
-          body_complete = false;  // session drops both connections
-          break;
-        }
-        const std::size_t got = capacity - body.size;
-        body_in.append(buf.get(), got);
-        body.size = got;
-        body.data = got ? buf.get() : nullptr;
-        body.more = !req_p->is_done();
-      } else {
-        body.data = nullptr;
-        body.size = 0;
-        body.more = false;
-      }
-      auto ec = write_all(upstream, sr, false);
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) finding("relay write failed");
-      if (req_p->is_done() && sr.is_done()) break;
-    }
-  }
-
-  // The upstream's view of the bytes: exactly one request, with the body the proxy read.
+  // The upstream's view of the bytes: exactly one request, with the body the proxy counted.
   {
     // dynamic_body, not string_body: string_body reserves the declared Content-Length up
     // front, which for a truncated request can be far more than could ever arrive.
@@ -406,18 +283,25 @@ bool serve_one(Client& c, beast::flat_buffer& buffer, Prng& prng, gp::routing::R
     if (body_complete) {
       if (ec || !up.is_done()) finding("upstream bytes are not one whole request", upstream);
       if (n != upstream.size()) finding("upstream bytes hold more than one request", upstream);
-      if (beast::buffers_to_string(up.get().body().data()) != body_in)
-        finding("upstream body differs from the client's", upstream);
+      if (up.get().body().size() != body_bytes)
+        finding("upstream body differs from what the relay counted", upstream);
     } else {
       if (ec && ec != http::error::need_more)
         finding("truncated upstream request does not parse", upstream);
-      if (up.is_done() && up.get().body().size() != 0 && n != upstream.size())
+      if (up.is_done() && n != upstream.size())
         finding("truncated upstream request holds a second request", upstream);
     }
   }
   trace(body_complete ? "forwarded" : "forwarded, body broken off", upstream);
-  if (!body_complete) return false;
-  return client_keep_alive;
+  if (!body_complete || is_upgrade) co_return false;
+  co_return client_keep_alive;
+}
+
+Task<void> serve_connection(Connection& c) {
+  for (int i = 0; i < kMaxRequestsPerConnection; ++i) {
+    if (!co_await serve_one(c)) break;
+  }
+  c.ended = true;
 }
 
 }  // namespace
@@ -432,13 +316,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const gp::fuzz::Watchdog::Scope watch(data, size);
   std::uint64_t seed = 0xcbf29ce484222325ULL;  // FNV-1a of the input: the read schedule
   for (std::size_t i = 0; i < size; ++i) seed = (seed ^ data[i]) * 0x100000001b3ULL;
-  Client c{data, size, 0, Prng{seed}};
-  Prng prng{seed ^ 0x5bd1e995};
-  gp::routing::RandomSource rng(seed);
-  beast::flat_buffer buffer;
-  for (int i = 0; i < kMaxRequestsPerConnection; ++i) {
-    if (buffer.size() == 0 && c.eof()) break;
-    if (!serve_one(c, buffer, prng, rng)) break;
-  }
+  static constexpr std::size_t kReadSizes[] = {1, 3, 16, 512, 16384};
+  asio::io_context ioc;
+  Connection c(ioc, std::string_view(reinterpret_cast<const char*>(data), size),
+               kReadSizes[seed % 5], seed);
+  asio::co_spawn(ioc, serve_connection(c), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.run();
+  if (!c.ended) finding("the connection's coroutine did not finish");
   return 0;
 }
