@@ -215,7 +215,7 @@ struct Limits {
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
-// HTTP rules of the proxy (README "What the proxy guarantees on the wire").
+// HTTP rules of the proxy (docs/wire.md).
 enum class Underscores : std::uint8_t { drop, reject, allow };
 struct Http {
   // Request header names containing '_': dropped (nginx's default), rejected with 400, or

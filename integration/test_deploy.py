@@ -150,7 +150,7 @@ class TestPrometheusFiles(unittest.TestCase):
                             read(os.path.join(PROM_DIR, "grayproxy-alert-rules.yml")))
         self.assertEqual(sorted(alerts), sorted(["GrayproxyCanaryErrorRatioHigh", "GrayproxyRolloutRolledBack",
                                                  "GrayproxyConfigReloadFailing", "GrayproxyFleetFrozen",
-                                                 "GrayproxyDown"]))
+                                                 "GrayproxyUpstreamStrayBytes", "GrayproxyDown"]))
         firing, silent = set(), set()
         lines = read(os.path.join(PROM_DIR, "tests.yml")).splitlines()
         for i, line in enumerate(lines):

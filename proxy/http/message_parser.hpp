@@ -96,8 +96,7 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
   void on_field_impl(boost::beast::http::field name, boost::beast::string_view name_string,
                      boost::beast::string_view value, boost::system::error_code& ec) override {
     if (header_done_) {
-      // A trailer: counted and bounded, never forwarded (README "What the proxy guarantees
-      // on the wire").
+      // A trailer: counted and bounded, never forwarded (docs/wire.md).
       if (++trailer_fields_ > limits_.max_fields) ec = WireError::trailers_too_large;
       return;
     }

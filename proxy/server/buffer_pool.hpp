@@ -1,19 +1,17 @@
-// Per-worker free lists of I/O buffers. A connection holds a read buffer only while a
-// request is in progress and a relay buffer only while a body streams, so an idle
-// keep-alive connection costs almost nothing and the steady state allocates nothing.
+// A per-worker free list of read buffers. A connection holds one only while a request is in
+// progress (bodies stream straight out of it, so it is the only buffer a request needs on each
+// side), so an idle keep-alive connection costs almost nothing and the steady state allocates
+// nothing.
 #pragma once
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <limits>
-#include <memory>
 #include <vector>
 
 namespace gp::proxy {
 
 class BufferPool {
  public:
-  static constexpr std::size_t kRelayBytes = 64 * 1024;
-
   boost::beast::flat_buffer take_read() {
     if (read_.empty()) return {};
     auto b = std::move(read_.back());
@@ -30,20 +28,9 @@ class BufferPool {
     b = boost::beast::flat_buffer{};
   }
 
-  std::unique_ptr<char[]> take_relay() {
-    if (relay_.empty()) return std::unique_ptr<char[]>(new char[kRelayBytes]);
-    auto b = std::move(relay_.back());
-    relay_.pop_back();
-    return b;
-  }
-  void give_relay(std::unique_ptr<char[]> b) {
-    if (b && relay_.size() < kMaxCached) relay_.push_back(std::move(b));
-  }
-
  private:
   static constexpr std::size_t kMaxCached = 256;
   std::vector<boost::beast::flat_buffer> read_;
-  std::vector<std::unique_ptr<char[]>> relay_;
 };
 
 }  // namespace gp::proxy

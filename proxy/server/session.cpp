@@ -146,8 +146,8 @@ class Session final : public SessionBase {
     const RouteRuntime& route = snap.routes[route_index];
     info.route = &route;
 
-    ExchangePlan plan;
-    plan.request = &req;
+    std::string head_bytes;
+    ExchangePlan plan(req, head_bytes);
     if (route.canary >= 0 && route.splitter) {
       routing::SplitInput in{head, peer_ip_};
       auto d = route.splitter->decide(in, route.live->weight_bp.load(std::memory_order_relaxed),

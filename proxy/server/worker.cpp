@@ -116,17 +116,37 @@ void Worker::join() {
 }
 
 Task<void> Worker::accept_loop(std::shared_ptr<BoundListener> l) {
+  // Out of descriptors (EMFILE, ENFILE) or memory: accepting again at once fails the same
+  // way, so the loop backs off, doubling from 10 ms to 1 s while the errors go on (nginx
+  // stops accepting for a while the same way), and logs at most one line a second with the
+  // count. Connections wait in the kernel's backlog meanwhile.
+  constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
+  constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
+  auto backoff = kFirstBackoff;
+  std::chrono::steady_clock::time_point logged{};
+  std::uint64_t unlogged = 0;
   for (;;) {
     auto [ec, socket] = co_await l->acceptor->async_accept(use_task);
     if (ec) {
       if (ec == asio::error::operation_aborted || !l->acceptor->is_open()) co_return;
-      log::warn("accept failed").kv("listener", l->config.name).kv("error", ec.message());
-      // Out of descriptors: back off instead of spinning on the same error.
+      ++unlogged;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - logged >= std::chrono::seconds(1)) {
+        log::warn("accept failed, backing off")
+            .kv("listener", l->config.name)
+            .kv("error", ec.message())
+            .kv("failures", unlogged)
+            .kv("backoff_ms", backoff.count());
+        logged = now;
+        unlogged = 0;
+      }
       Timer t(ioc_.get_executor());
-      t.expires_after(std::chrono::milliseconds(50));
+      t.expires_after(backoff);
       co_await t.async_wait(use_task);
+      backoff = std::min(backoff * 2, kMaxBackoff);
       continue;
     }
+    backoff = kFirstBackoff;
     if (sessions_.size() >= max_connections_) {
       metrics().connection_refused_max_connections();
       // Every refusal is counted; the log gets at most one line a second per worker, so a

@@ -45,9 +45,11 @@ struct ClientSide {
 
 // The request as the session prepared it.
 struct ExchangePlan {
-  MessageParser<true>* request = nullptr;  // its head rewritten for the upstream
-  std::string head;                        // that head, serialized
-  bool needs_host = false;                 // HTTP/1.0 without Host: set per endpoint
+  ExchangePlan(MessageParser<true>& req, std::string& head_bytes)
+      : request(&req), head(head_bytes) {}
+  MessageParser<true>* request;  // its head rewritten for the upstream
+  std::string& head;             // that head, serialized; then the response head for the client
+  bool needs_host = false;       // HTTP/1.0 without Host: set per endpoint
   bool expect_continue = false;
   bool client_keep_alive = false;  // the client asked to keep its connection
   bool resendable = false;         // idempotent without a body: may be sent twice

@@ -71,8 +71,8 @@ void UpstreamPool::give_back(const tcp::endpoint& ep, std::unique_ptr<UpstreamCo
 }
 
 Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> UpstreamPool::connect(
-    const tcp::endpoint& ep, std::chrono::milliseconds timeout, boost::asio::ssl::context* tls,
-    const std::string& server_name, bool verify) {
+    tcp::endpoint ep, std::chrono::milliseconds timeout, boost::asio::ssl::context* tls,
+    std::string server_name, bool verify) {
   auto conn = tls ? std::make_unique<UpstreamConn>(ex_, *tls) : std::make_unique<UpstreamConn>(ex_);
   conn->tls_context = tls;
   const PoolKey key{ep, tls};

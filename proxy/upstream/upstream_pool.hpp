@@ -71,10 +71,10 @@ class UpstreamPool {
   // Opens a new connection (and, with a TLS context, completes the handshake: SNI and
   // host name verification against `server_name`, resuming the endpoint's last session)
   // within the timeout.
+  // (A coroutine: its arguments are taken by value, so none can dangle while it waits.)
   Task<std::pair<beast::error_code, std::unique_ptr<UpstreamConn>>> connect(
-      const tcp::endpoint& ep, std::chrono::milliseconds timeout,
-      boost::asio::ssl::context* tls = nullptr, const std::string& server_name = {},
-      bool verify = true);
+      tcp::endpoint ep, std::chrono::milliseconds timeout, boost::asio::ssl::context* tls = nullptr,
+      std::string server_name = {}, bool verify = true);
 
   // Closes idle connections to endpoints that are no longer configured (after a reload).
   void retain_only(const std::vector<tcp::endpoint>& endpoints);
