@@ -315,7 +315,9 @@ class Session final : public SessionBase {
   std::array<char, 512> first_bytes_;
   std::string peer_ip_;
   bool idle_ = false;
-  std::optional<TunnelControl> tunnel_;  // while the connection is a tunnel (after a 101)
+  // While the connection is a tunnel (after a 101); a pointer, so other connections do not
+  // carry its timer.
+  std::unique_ptr<TunnelControl> tunnel_;
   std::shared_ptr<HeadDeadline> head_deadline_ = std::make_shared<HeadDeadline>();
   Timer head_timer_{w_.executor()};
   const char* raw_reject_ = "";  // check_raw_head's reason for WireError::invalid_head

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/beast/http/field.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,7 +41,7 @@ struct ClientSide {
   Down& stream;
   beast::flat_buffer& buffer;  // bytes read from the client beyond the request head
   std::string_view peer_ip;
-  std::optional<TunnelControl>& tunnel;  // created when the exchange becomes a tunnel
+  std::unique_ptr<TunnelControl>& tunnel;  // created when the exchange becomes a tunnel
 };
 
 // The request as the session prepared it.
@@ -422,7 +423,7 @@ class Exchange {
     }
     beast::get_lowest_layer(client_.stream).expires_never();
     beast::get_lowest_layer(us).expires_never();
-    client_.tunnel.emplace(w_.executor());
+    client_.tunnel = std::make_unique<TunnelControl>(w_.executor());
     if (w_.draining()) client_.tunnel->drain(std::chrono::steady_clock::now());
     const TunnelResult t = co_await run_tunnel(client_.stream, client_.buffer, us, up_buf,
                                                cfg().timeouts.idle, *client_.tunnel);
