@@ -683,6 +683,25 @@ class ProxyTestCase(unittest.TestCase):
         self.assertEqual(js["status"], "success", js)
         return js["data"]["result"]
 
+    # -- metrics (for tests that set self.admin to the proxy's admin port) ---------------
+
+    def metrics(self):
+        """The proxy's /metrics, parsed: {(name, frozenset(labels)): value}."""
+        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            text = r.read().decode()
+            self.assertEqual(r.status, 200)
+        finally:
+            c.close()
+        return parse_metrics(text)
+
+    def metric(self, name, **labels):
+        """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.metrics().items() if n == name and want <= set(ls))
+
     def read_proxy_stderr(self):
         try:
             with open(self.proxy_stderr, "rb") as f:

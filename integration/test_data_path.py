@@ -11,7 +11,6 @@ path, so a test can send exactly the bytes it needs, when it needs them, and rea
 exactly what the proxy forwarded. Every proxy runs one worker, so all clients share one
 upstream pool. Every wait is bounded in time and in iterations."""
 
-import http.client
 import itertools
 import os
 import resource
@@ -745,19 +744,6 @@ class DataPathBase(harness.ProxyTestCase):
                          "%s: the proxy no longer serves a normal request" % label)
 
     # -- metrics and log ------------------------------------------------------------------
-
-    def metrics(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
-        try:
-            c.request("GET", "/metrics")
-            return harness.parse_metrics(c.getresponse().read().decode())
-        finally:
-            c.close()
-
-    def metric(self, name, **labels):
-        """Sum of the samples of `name` whose labels include `labels`."""
-        want = set(labels.items())
-        return sum(v for (n, ls), v in self.metrics().items() if n == name and want <= set(ls))
 
     def assert_metric_grows(self, before, name, by=1, exact=True, timeout=2.0, **labels):
         """name{labels} reaches before + by within timeout (it may be counted a moment

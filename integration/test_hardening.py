@@ -8,7 +8,6 @@ test may ever find "smuggled" in them. Malformed upstream responses come from th
 upstream on a raw socket, followed by a second "smuggled" response the client must never
 see. After each case the proxy must still serve a fresh request."""
 
-import http.client
 import os
 import select
 import socket
@@ -189,18 +188,6 @@ class HardeningBase(harness.ProxyTestCase):
         super().tearDown()
 
     # -- helpers ------------------------------------------------------------------------
-
-    def metrics(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
-        try:
-            c.request("GET", "/metrics")
-            return harness.parse_metrics(c.getresponse().read().decode())
-        finally:
-            c.close()
-
-    def metric(self, name, **labels):
-        want = set(labels.items())
-        return sum(v for (n, ls), v in self.metrics().items() if n == name and want <= set(ls))
 
     def assert_serves(self, label):
         self.assert_proxy_alive()

@@ -14,7 +14,6 @@ except for the one race no proxy can see, which the upstream itself reports (see
 echo_upstream.py, "ambiguous"). grayproxy_upstream_connections_closed_total
 {reason="stray_bytes"} must grow."""
 
-import http.client
 import os
 import re
 import subprocess
@@ -206,19 +205,8 @@ class ReuseSoak(harness.ProxyTestCase):
             self.fail("echo upstream did not start: %r" % line)
         return int(line.split()[1])
 
-    def scrape(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            r = c.getresponse()
-            text = r.read().decode()
-            self.assertEqual(r.status, 200)
-        finally:
-            c.close()
-        return harness.parse_metrics(text)
-
     def closed_total(self, reason):
-        return self.scrape().get(("grayproxy_upstream_connections_closed_total",
+        return self.metrics().get(("grayproxy_upstream_connections_closed_total",
                                   frozenset({"reason": reason}.items())), 0.0)
 
     def test_every_response_reaches_the_client_that_asked(self):
@@ -276,7 +264,7 @@ class ReuseSoak(harness.ProxyTestCase):
         up_stats = harness.http_get_json(up, "/__stats")[1]
         ambiguous = {rid for rid, _ in up_stats["ambiguous"]}
         stray_after = self.closed_total("stray_bytes")
-        closed = {k[1] and dict(k[1]).get("reason"): v for k, v in self.scrape().items()
+        closed = {k[1] and dict(k[1]).get("reason"): v for k, v in self.metrics().items()
                   if k[0] == "grayproxy_upstream_connections_closed_total"}
 
         # Mismatches the upstream saw racing a late stray are nobody's fault (see

@@ -41,20 +41,6 @@ class FaultsBase(harness.ProxyTestCase):
             c.send(request_bytes(method, path, headers=headers, body=body))
             return c.read_response(method)
 
-    def metrics(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            r = c.getresponse()
-            text = r.read().decode()
-            self.assertEqual(r.status, 200)
-        finally:
-            c.close()
-        return harness.parse_metrics(text)
-
-    def metric(self, name, **labels):
-        return self.metrics().get((name, frozenset(labels.items())), 0.0)
-
     def status(self):
         st, js = harness.http_get_json(self.admin, "/status")
         self.assertEqual(st, 200)

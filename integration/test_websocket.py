@@ -13,7 +13,6 @@ upstream thread for the unrequested 101. Every wait is bounded in time and itera
 
 import asyncio
 import hashlib
-import http.client
 import json
 import os
 import resource
@@ -187,20 +186,6 @@ class WsBase(harness.ProxyTestCase):
     def arun(self, coro, timeout):
         """Run coro in a fresh event loop, bounded by timeout seconds (scaled under ASan)."""
         return asyncio.run(asyncio.wait_for(coro, timeout * SLOW))
-
-    def metrics(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            r = c.getresponse()
-            text = r.read().decode()
-            self.assertEqual(r.status, 200)
-        finally:
-            c.close()
-        return harness.parse_metrics(text)
-
-    def metric(self, name, **labels):
-        return self.metrics().get((name, frozenset(labels.items())), 0.0)
 
     def upstream_stats(self, ws_port):
         """The ws upstream's own counters, asked directly (not through the proxy)."""

@@ -23,8 +23,12 @@ namespace gp::proxy {
 // would read "Transfer_Encoding" as a framing header the proxy never checked.
 enum class UnderscoreAction : std::uint8_t { allow, drop, reject };
 
+// More header fields than this is an abuse of the parser and of the next hop (HAProxy's
+// tune.http.maxhdr and Envoy's max_headers_count, both 100 by default); trailers likewise.
+inline constexpr std::size_t kMaxHeaderFields = 100;
+
 struct ParserLimits {
-  std::size_t max_fields = 100;  // head fields; trailer fields likewise
+  std::size_t max_fields = kMaxHeaderFields;  // head fields; trailer fields likewise
   UnderscoreAction underscores = UnderscoreAction::allow;
 };
 

@@ -31,10 +31,6 @@
 
 namespace gp::proxy {
 
-// More header fields than this is an abuse of the parser and of the next hop (HAProxy's
-// tune.http.maxhdr and Envoy's max_headers_count, both 100 by default); trailers likewise.
-inline constexpr std::size_t kMaxHeaderFields = 100;
-
 // The client side of an exchange.
 template <class Down>
 struct ClientSide {

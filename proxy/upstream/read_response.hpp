@@ -15,8 +15,8 @@
 
 namespace gp::proxy {
 
-// Reads the final response head into `res` (re-created for each interim response) within
-// `timeout` for the whole of it. Errors besides Beast's and the stream's:
+// Reads the final response head into `res` (re-created for each interim response, at most
+// 16 of them) within `timeout` for the whole of it. Errors besides Beast's and the stream's:
 // WireError::closed_before_response (the upstream closed without a byte),
 // WireError::invalid_response (a head that fails the checks; `reason` says why),
 // WireError::unrequested_upgrade (a 101, or an upgrade without Upgrade field, that the
@@ -29,8 +29,15 @@ Task<beast::error_code> read_response_head(Up& up, beast::flat_buffer& buf,
                                            beast::http::verb method, bool upgrade_requested,
                                            const char*& reason) {
   namespace http = beast::http;
+  // Interim responses are dropped; an upstream sending them without end would hold the
+  // request until the deadline, so a few are allowed (HAProxy, for one, keeps none).
+  constexpr int kMaxInterim = 16;
   expire_after(up, timeout);
-  for (;;) {
+  for (int interim = 0;; ++interim) {
+    if (interim > kMaxInterim) {
+      reason = "more than 16 interim (1xx) responses";
+      co_return WireError::invalid_response;
+    }
     res.emplace(ParserLimits{max_fields, UnderscoreAction::allow});
     if (method == http::verb::head) res->skip(true);
     auto ec = co_await read_head(

@@ -54,8 +54,8 @@ using gp::proxy::Task;
 using gp::proxy::use_task;
 using TestStream = beast::test::basic_stream<gp::proxy::Executor>;
 
-// As proxy/server/session.cpp and proxy/upstream/exchange.hpp.
-constexpr std::size_t kMaxHeaderFields = 100;
+// As proxy/server/session.cpp.
+using gp::proxy::kMaxHeaderFields;
 constexpr std::size_t kHeaderLimit = 8192;  // limits.max_request_header_bytes
 constexpr std::size_t kLineLimit = 8192;    // limits.max_request_line_bytes
 constexpr int kMaxRequestsPerConnection = 16;

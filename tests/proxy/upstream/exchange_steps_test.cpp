@@ -137,6 +137,14 @@ TEST_F(Steps, InterimResponsesAreDropped) {
   EXPECT_EQ(decide_reuse(facts(*res, http::verb::get)), ReuseVerdict::reuse);
 }
 
+TEST_F(Steps, EndlessInterimResponsesAreAnError) {
+  std::string interim;
+  for (int i = 0; i < 17; ++i) interim += "HTTP/1.1 100 Continue\r\n\r\n";
+  upstream.send(interim + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  std::optional<MessageParser<false>> res;
+  EXPECT_EQ(read_response(res), WireError::invalid_response);
+}
+
 // Finding 8: an upstream that closes without sending a byte is an error of its own (502),
 // not the client going away.
 TEST_F(Steps, AnUpstreamThatClosesWithoutAByteIsNamed) {
