@@ -18,6 +18,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import pki  # noqa: E402
 from harness import RawConn, request_bytes  # noqa: E402
 
 import websockets  # noqa: E402  (python3-websockets, Debian 12: 10.4)
@@ -196,6 +198,36 @@ class WsBase(harness.ProxyTestCase):
 
 
 class Tunnel(WsBase):
+
+    def test_wss_through_a_tls_listener(self):
+        # A TLS client side has no half-close: the tunnel pumps both ways over TLS and ends
+        # with the WebSocket close handshake.
+        p = pki.Pki(self.tmp)
+        crt, key = p.leaf("listener", "ws.example", dns=["ws.example"], self_signed=True)
+        port = self.start_ws_upstream("stable")
+        self.listen = harness.free_port()
+        self.admin = harness.free_port()
+        cfg = harness.base_config(self.listen, self.admin,
+                                  clusters=[{"name": "wsc", "endpoints": ["127.0.0.1:%d" % port]}],
+                                  routes=[{"name": "ws", "stable": "wsc"}],
+                                  state_dir=self.state_dir)
+        cfg["listeners"][0]["tls"] = {"cert_file": crt, "key_file": key}
+        self.start_proxy(cfg, self.listen)
+        ctx = ssl.create_default_context(cafile=crt)
+        blob = os.urandom(300000)
+
+        async def go():
+            async with websockets.connect("wss://127.0.0.1:%d/ws" % self.listen, ssl=ctx,
+                                          server_hostname="ws.example", max_size=None,
+                                          compression=None, ping_interval=None,
+                                          open_timeout=10 * SLOW, close_timeout=2) as ws:
+                return [await echo(ws, "over tls"), await echo(ws, blob)]
+
+        self.assertEqual(self.arun(go(), 30), ["over tls", blob])
+        self.assertTrue(harness.wait_until(
+            lambda: self.metric("grayproxy_requests_total", route="ws", code_class="1xx") == 1,
+            timeout=5 * SLOW))
+        self.assert_proxy_alive()
 
     def test_echo_text_and_binary_through_the_proxy(self):
         self.start_one("stable")
