@@ -1048,6 +1048,8 @@ class TestEndlessInput(DataPathBase):
         self.assertTrue(all(counts), counts)
         if not SANITIZED:  # ASan's shadow memory and quarantine make RSS meaningless
             growth = self.guard.max_kib - base
+            sys.stderr.write("\n  RSS growth under %d attackers (%d attacks): %d KiB\n"
+                             % (n, sum(counts), growth))
             self.assertLess(growth, 20 * 1024, "proxy RSS grew by %d KiB under %d attackers"
                             % (growth, n))
         self.assert_serves("after the attack")
