@@ -11,16 +11,16 @@
 // (default 200; the pass marks scale with it).
 #include <algorithm>
 #include <chrono>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 #include "routing/rollout.hpp"
+#include "tests/sim/sim_traffic.hpp"
 
 namespace {
 
@@ -28,14 +28,11 @@ using namespace std::chrono_literals;
 using gp::routing::RolloutController;
 using gp::routing::RolloutState;
 using gp::routing::VersionWindow;
+using gp::sim::Latency;
+using gp::sim::Outcome;
 
 constexpr std::uint64_t kCanaryPerInterval = 100;
 constexpr int kMaxIntervals = 2000;  // a rollout still running after this counts as stuck
-
-struct Latency {
-  double median_seconds;
-  double sigma;  // of the log; p99 = median * exp(2.326 * sigma)
-};
 
 struct Scenario {
   std::string name;
@@ -84,83 +81,15 @@ class PerWindowThreshold {
   RolloutState state_ = RolloutState::progressing;
 };
 
-struct Outcome {
-  int rollouts = 0;
-  int rolled_back = 0;
-  int promoted = 0;
-  int undecided = 0;  // still progressing after kMaxIntervals
-  int rolled_back_before_25 = 0;
-  std::vector<int> intervals_to_rollback;
-  std::vector<int> intervals_to_promote;
-};
-
-gp::config::Rollout issue_policy() {
-  gp::config::Rollout p;  // defaults for everything not named in the issue
-  p.steps_bp = {100, 500, 1000, 2500, 5000, 10000};
-  p.max_error_rate = 0.01;
-  p.consecutive_successes = 2;
-  return p;
-}
-
-// Empirical p99 of n draws, like histogram_quantile over fine buckets.
-double p99_of(std::uint64_t n, const Latency& l, std::mt19937_64& rng) {
-  if (n == 0) return std::nan("");
-  std::lognormal_distribution<double> d(std::log(l.median_seconds), l.sigma);
-  std::vector<double> v(n);
-  for (double& x : v) x = d(rng);
-  const auto rank = static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(n))) - 1;
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank), v.end());
-  return v[rank];
-}
-
+// The canary sees a fixed 100 requests per interval; stable the rest of the traffic.
 template <typename Controller>
 Outcome run(const Scenario& sc, int rollouts, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  Outcome out;
-  const auto t0 = gp::routing::TimePoint{} + std::chrono::hours(24 * 365 * 50);
-  for (int r = 0; r < rollouts; ++r) {
-    Controller c(sc.policy, 0, t0);
-    std::uint32_t highest = c.weight_bp();
-    int interval = 0;
-    while (interval < kMaxIntervals && c.state() == RolloutState::progressing) {
-      ++interval;
-      const std::uint32_t w = c.weight_bp();
-      // The canary sees a fixed 100 requests per interval; stable the rest of the traffic.
-      const std::uint64_t stable_n = kCanaryPerInterval * (10000 - w) / w;
-      VersionWindow canary{kCanaryPerInterval, 0, std::nan("")};
-      VersionWindow stable{stable_n, 0, std::nan("")};
-      canary.errors =
-          std::binomial_distribution<std::uint64_t>(canary.requests, sc.canary_error_rate)(rng);
-      stable.errors =
-          std::binomial_distribution<std::uint64_t>(stable.requests, sc.stable_error_rate)(rng);
-      if (sc.canary_latency) canary.p99_seconds = p99_of(canary.requests, *sc.canary_latency, rng);
-      if (sc.stable_latency) stable.p99_seconds = p99_of(stable.requests, *sc.stable_latency, rng);
-      c.tick(t0 + interval * sc.policy.interval, canary, stable);
-      if (c.state() == RolloutState::progressing) highest = std::max(highest, c.weight_bp());
-    }
-    ++out.rollouts;
-    if (c.state() == RolloutState::rolled_back) {
-      ++out.rolled_back;
-      if (highest < 2500) ++out.rolled_back_before_25;
-      out.intervals_to_rollback.push_back(interval);
-    } else if (c.state() == RolloutState::promoted) {
-      ++out.promoted;
-      out.intervals_to_promote.push_back(interval);
-    } else {
-      ++out.undecided;
-    }
-  }
-  return out;
-}
-
-std::string median(std::vector<int> v) {
-  if (v.empty()) return "-";
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  const double x = v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2.0;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", x);
-  return buf;
+  const gp::sim::Traffic traffic{.canary_error = sc.canary_error_rate,
+                                 .stable_error = sc.stable_error_rate,
+                                 .canary_requests = kCanaryPerInterval,
+                                 .canary_latency = sc.canary_latency,
+                                 .stable_latency = sc.stable_latency};
+  return gp::sim::simulate<Controller>(sc.policy, rollouts, seed, kMaxIntervals, traffic);
 }
 
 }  // namespace
@@ -170,7 +99,7 @@ int main(int argc, char** argv) {
   const Latency fast{0.050, 0.5};  // p99 ~ 160ms
   const Latency slow{0.125, 0.5};  // p99 ~ 400ms
 
-  const auto base = issue_policy();
+  const auto base = gp::sim::issue_policy();
   auto with = [&](auto edit) {
     auto p = base;
     edit(p);
@@ -208,26 +137,34 @@ int main(int argc, char** argv) {
               rollouts, static_cast<unsigned long long>(kCanaryPerInterval));
   std::printf("%-40s %8s %11s %8s %9s %13s %10s %10s\n", "scenario", "rollouts", "rolled_back",
               "promoted", "undecided", "rb_before_25%", "med_to_rb", "med_to_pro");
+  // rb_before_25%: rolled back without ever reaching 25%.
+  auto before_25 = [](const Outcome& o) {
+    return o.rollbacks_where([](const gp::sim::Rollback& r) { return r.highest_bp < 2500; });
+  };
   std::vector<Outcome> outcomes;
   for (std::size_t i = 0; i < scenarios.size(); ++i) {
     const std::uint64_t seed = 0x67726179ULL + i;  // "gray" + index: scenarios independent
     const Outcome o = scenarios[i].per_window_baseline
                           ? run<PerWindowThreshold>(scenarios[i], rollouts, seed)
                           : run<RolloutController>(scenarios[i], rollouts, seed);
+    if (!o.malformed.empty()) {
+      std::printf("%s: malformed run: %s\n", scenarios[i].name.c_str(), o.malformed.c_str());
+      return 2;
+    }
     std::printf("%-40s %8d %11d %8d %9d %13d %10s %10s\n", scenarios[i].name.c_str(), o.rollouts,
-                o.rolled_back, o.promoted, o.undecided, o.rolled_back_before_25,
-                median(o.intervals_to_rollback).c_str(), median(o.intervals_to_promote).c_str());
+                o.rolled_back, o.promoted, o.undecided, before_25(o),
+                gp::sim::median(o.intervals_to_rollback()).c_str(),
+                gp::sim::median(o.intervals_to_promote).c_str());
     outcomes.push_back(o);
   }
 
   // Acceptance, scaled from "1 of 200".
   const int slack = rollouts / 200;
   const bool healthy_ok = outcomes[0].rolled_back <= slack;
-  const bool bad_ok = outcomes[1].rolled_back_before_25 >= rollouts - slack;
+  const bool bad_ok = before_25(outcomes[1]) >= rollouts - slack;
   std::printf("\nhealthy: %d/%d rolled back (must be <= %d): %s\n", outcomes[0].rolled_back,
               rollouts, slack, healthy_ok ? "ok" : "FAIL");
   std::printf("bad:     %d/%d rolled back before 25%% (must be >= %d): %s\n",
-              outcomes[1].rolled_back_before_25, rollouts, rollouts - slack,
-              bad_ok ? "ok" : "FAIL");
+              before_25(outcomes[1]), rollouts, rollouts - slack, bad_ok ? "ok" : "FAIL");
   return healthy_ok && bad_ok ? 0 : 1;
 }
