@@ -233,8 +233,11 @@ class FleetBase(harness.ProxyTestCase):
         self._procs.append(("proxy%d" % i, proc))
         self._logs.append(err_path)
         listen, admin = self.ports[i]
-        self.assertTrue(harness.wait_port(listen, timeout=10, proc=proc),
-                        "proxy %d did not start" % i)
+        # The admin listener binds after the public one (fleet set-up runs in between):
+        # wait for both, or the first admin call can be refused on a slow machine.
+        for port in (listen, admin):
+            self.assertTrue(harness.wait_port(port, timeout=10, proc=proc),
+                            "proxy %d did not start" % i)
         node = {"i": i, "proc": proc, "listen": listen, "admin": admin, "config": path}
         self.nodes.append(node)
         return node

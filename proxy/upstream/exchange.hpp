@@ -21,6 +21,7 @@
 #include "proxy/http/wire_error.hpp"
 #include "proxy/log.hpp"
 #include "proxy/request_info.hpp"
+#include "proxy/server/request_log.hpp"
 #include "proxy/server/worker.hpp"
 #include "proxy/upstream/connect_error.hpp"
 #include "proxy/upstream/read_response.hpp"
