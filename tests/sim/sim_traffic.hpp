@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "routing/canary_evidence.hpp"
 #include "routing/rollout.hpp"
 
 namespace gp::sim {
@@ -65,6 +66,34 @@ inline std::uint64_t session_errors(std::uint64_t n, double rate, std::uint64_t 
   return errors;
 }
 
+// The A/A half of one version's interval: the users in the lower half of the hash space make
+// half of the full sessions and the failed full sessions fall among them at random (a session
+// is one user's); the partial session is never theirs.
+inline routing::Counts half_of(std::uint64_t n, std::uint64_t errors, std::uint64_t session,
+                               Rng& aux) {
+  const std::uint64_t sessions = n / session;
+  const std::uint64_t half_sessions = sessions / 2;
+  routing::Counts half{half_sessions * session, 0};
+  if (sessions == 0 || errors == 0) return half;
+  // Which of the failed sessions are the half's: drawn without replacement.
+  std::uint64_t slots = half_sessions;
+  std::uint64_t left = sessions;
+  for (std::uint64_t i = std::min(errors / session, sessions); i > 0 && slots > 0; --i, --left) {
+    if (std::uniform_int_distribution<std::uint64_t>(1, left)(aux) <= slots) {
+      --slots;
+      half.errors += session;
+    }
+  }
+  return half;
+}
+
+// Requests slower than `limit` among n lognormal latencies.
+inline std::uint64_t slow_count(std::uint64_t n, const Latency& l, double limit, Rng& aux) {
+  const double z = (std::log(limit) - std::log(l.median_seconds)) / l.sigma;
+  const double share = 0.5 * std::erfc(z / std::sqrt(2.0));
+  return std::binomial_distribution<std::uint64_t>(n, share)(aux);
+}
+
 // What the traffic model is asked for: one interval of one rollout at the current weight.
 struct Tick {
   int rollout;   // 0-based index of the rollout within its scenario
@@ -75,6 +104,11 @@ struct Tick {
 struct Windows {
   VersionWindow canary;
   VersionWindow stable;
+  // The same traffic as the sequential analysis counts it: with the A/A half and the requests
+  // slower than Traffic::latency_limit_seconds (drawn from the auxiliary generator, so the
+  // draws above are the same whether or not these are used).
+  routing::VersionCounts canary_counts;
+  routing::VersionCounts stable_counts;
 };
 
 // What both versions see in one interval whatever the canary does: the load on the service and
@@ -99,6 +133,7 @@ struct Traffic {
   Environment environment = nullptr;           // none: load 1, each version at its own error rate
   std::optional<Latency> canary_latency = {};  // none: p99 unknown (NaN)
   std::optional<Latency> stable_latency = {};
+  double latency_limit_seconds = 0;  // > 0: count the requests slower than this
 
   Windows operator()(const Tick& t, Rng& rng) const {
     const Conditions c = environment ? environment(t, rng) : Conditions{};
@@ -118,6 +153,22 @@ struct Traffic {
         session_errors(w.stable.requests, c.error_rate.value_or(stable_error), session, rng);
     if (canary_latency) w.canary.p99_seconds = p99_of(w.canary.requests, *canary_latency, rng);
     if (stable_latency) w.stable.p99_seconds = p99_of(w.stable.requests, *stable_latency, rng);
+    return w;
+  }
+
+  // The windows above plus what only the sequential analysis reads, from `aux`.
+  Windows operator()(const Tick& t, Rng& rng, Rng& aux) const {
+    Windows w = (*this)(t, rng);
+    auto counts = [&](const VersionWindow& v, const std::optional<Latency>& latency) {
+      routing::VersionCounts c;
+      c.all = {v.requests, v.errors};
+      c.half = half_of(v.requests, v.errors, session, aux);
+      if (latency && latency_limit_seconds > 0)
+        c.slow = slow_count(v.requests, *latency, latency_limit_seconds, aux);
+      return c;
+    };
+    w.canary_counts = counts(w.canary, canary_latency);
+    w.stable_counts = counts(w.stable, stable_latency);
     return w;
   }
 };
@@ -171,6 +222,11 @@ inline std::string inconsistency(const Windows& w) {
     if (!std::isnan(v->p99_seconds) && !(v->p99_seconds > 0 && std::isfinite(v->p99_seconds)))
       return "window with an invalid p99";
   }
+  for (const routing::VersionCounts* c : {&w.canary_counts, &w.stable_counts}) {
+    if (c->half.requests > c->all.requests || c->half.errors > c->all.errors ||
+        c->half.errors > c->half.requests || c->slow > c->all.requests)
+      return "counts with a half or slow count larger than the whole";
+  }
   return {};
 }
 
@@ -181,6 +237,7 @@ template <typename Controller, typename TrafficModel>
 Outcome simulate(const config::Rollout& policy, int rollouts, std::uint64_t seed, int max_intervals,
                  const TrafficModel& traffic) {
   Rng rng(seed);
+  Rng aux(seed ^ 0x9e3779b97f4a7c15ULL);
   Outcome out;
   const auto t0 = routing::TimePoint{} + std::chrono::hours(24 * 365 * 50);
   for (int r = 0; r < rollouts; ++r) {
@@ -191,10 +248,19 @@ Outcome simulate(const config::Rollout& policy, int rollouts, std::uint64_t seed
     while (out.malformed.empty() && interval < max_intervals &&
            c.state() == RolloutState::progressing) {
       ++interval;
-      const Windows w = traffic(Tick{r, interval, c.weight_bp()}, rng);
-      out.malformed = inconsistency(w);
-      if (!out.malformed.empty()) break;
-      c.tick(t0 + interval * policy.interval, w.canary, w.stable);
+      const auto now = t0 + interval * policy.interval;
+      const Tick tick{r, interval, c.weight_bp()};
+      if constexpr (requires(const Windows& w) { c.tick(now, w); }) {
+        const Windows w = traffic(tick, rng, aux);
+        out.malformed = inconsistency(w);
+        if (!out.malformed.empty()) break;
+        c.tick(now, w);
+      } else {
+        const Windows w = traffic(tick, rng);
+        out.malformed = inconsistency(w);
+        if (!out.malformed.empty()) break;
+        c.tick(now, w.canary, w.stable);
+      }
       out.malformed = inconsistency(c, policy);
       if (c.state() == RolloutState::progressing) highest = std::max(highest, c.weight_bp());
     }
