@@ -147,19 +147,24 @@ struct Rollout {
   // max_weight, then max_weight itself; passing at max_weight promotes.
   std::vector<std::uint32_t> steps_bp;
   Duration interval = std::chrono::seconds(30);
+  // Canary requests a step needs before it may pass (judging itself needs none: overwhelming
+  // evidence fails at once).
   std::uint64_t min_requests = 50;
   double max_error_rate = 0.01;
+  // The regression against stable that must be caught: canary's error rate / stable's.
+  double max_error_rate_ratio = 2;
   std::optional<Duration> max_p99_latency;
   std::uint32_t failure_limit = 2;
   std::uint32_t consecutive_successes = 1;
-  // `compare_to_stable: true` or `compare_to_stable: {confidence: 0.99}` (which sets
-  // `confidence`); setting max_error_rate_increase turns it on too.
-  bool compare_to_stable = false;
-  // Fail when the canary's error rate exceeds stable's by more than this (absolute, e.g. 0.005
-  // = half a percentage point) with `confidence`; unset = 0 (any significant increase fails).
-  std::optional<double> max_error_rate_increase;
-  double confidence = 0.95;  // for the error-rate bounds and the comparison with stable
-  Duration start_delay{0};   // windows before this are not judged (warm-up); 0 = none
+  // The canary against stable on the same windows (docs/analysis.md); `compare_to_stable:
+  // {confidence: 0.999}` gives that test its own confidence.
+  bool compare_to_stable = true;
+  std::optional<double> compare_confidence;
+  // 1 - the chance of failing a canary that is within the limits, over the whole rollout.
+  double confidence = 0.995;
+  // 1 - the chance of passing a step (from 25% up) with a canary at a limit.
+  double power = 0.95;
+  Duration start_delay{0};  // windows before this are not judged (warm-up); 0 = none
   friend bool operator==(const Rollout&, const Rollout&) = default;
 };
 

@@ -532,16 +532,23 @@ class Parser {
   }
 
   Rollout rollout(const Value& v) {
-    const Map m =
-        r_.map(v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
-                   "max_error_rate", "max_error_rate_increase", "max_p99_latency", "failure_limit",
-                   "consecutive_successes", "compare_to_stable", "confidence"});
+    const Map m = r_.map(
+        v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
+            "max_error_rate", "max_error_rate_ratio", "max_error_rate_increase", "max_p99_latency",
+            "failure_limit", "consecutive_successes", "compare_to_stable", "confidence", "power"});
     Rollout out;
     steps(m, out);
     if (const Value* x = m.find("start_delay")) out.start_delay = r_.duration(*x);
     if (const Value* x = m.find("interval")) out.interval = r_.positive_duration(*x);
     if (const Value* x = m.find("min_requests")) out.min_requests = r_.integer(*x, 0, kU64Max);
     if (const Value* x = m.find("max_error_rate")) out.max_error_rate = r_.number(*x, 0, 1);
+    if (const Value* x = m.find("max_error_rate_ratio"))
+      out.max_error_rate_ratio = r_.number(*x, 1.01, 1000);
+    if (const Value* x = m.find("max_error_rate_increase"))
+      r_.fail(x->key_mark, x->path,
+              "replaced by max_error_rate_ratio: the canary is compared with stable as a ratio "
+              "of error rates on the same windows (docs/analysis.md)");
+    if (const Value* x = m.find("power")) out.power = r_.number(*x, 0.5, 0.9999);
     if (const Value* x = m.find("max_p99_latency")) out.max_p99_latency = r_.positive_duration(*x);
     if (const Value* x = m.find("failure_limit"))
       out.failure_limit = static_cast<std::uint32_t>(r_.integer(*x, 1, kU32Max));
@@ -589,21 +596,15 @@ class Parser {
     }
   }
 
-  // compare_to_stable: true | false | {confidence: N}; confidence; max_error_rate_increase.
+  // compare_to_stable: true | false | {confidence: N}; confidence.
   void compare_to_stable(const Map& m, Rollout& out) {
-    const Value* confidence = m.find("confidence");
-    if (confidence) out.confidence = r_.number(*confidence, 0.5, 0.9999);
+    if (const Value* x = m.find("confidence")) out.confidence = r_.number(*x, 0.5, 0.9999);
     const Value* compare = m.find("compare_to_stable");
     if (compare && compare->node.IsMap()) {
       const Map cm = r_.map(*compare, {"confidence"});
       out.compare_to_stable = true;
-      if (const Value* c = cm.find("confidence")) {
-        if (confidence)
-          r_.fail(c->key_mark, c->path,
-                  "duplicate of " + confidence->path + " (at " + line_ref(confidence->key_mark) +
-                      "); give it once");
-        out.confidence = r_.number(*c, 0.5, 0.9999);
-      }
+      if (const Value* c = cm.find("confidence"))
+        out.compare_confidence = r_.number(*c, 0.5, 0.9999);
     } else if (compare) {
       const char* expected = "expected true, false or a map like {confidence: 0.99}";
       if (!compare->node.IsScalar()) r_.fail_got(*compare, expected);
@@ -612,14 +613,6 @@ class Parser {
       } catch (const Error&) {
         r_.fail_got(*compare, expected);
       }
-    }
-    if (const Value* x = m.find("max_error_rate_increase")) {
-      if (compare && !out.compare_to_stable)
-        r_.fail(x->key_mark, x->path,
-                "needs the comparison with stable, but compare_to_stable is false (at " +
-                    line_ref(compare->key_mark) + ")");
-      out.max_error_rate_increase = r_.number(*x, 0, 1);
-      out.compare_to_stable = true;  // a limit relative to stable implies the comparison
     }
   }
 

@@ -7,6 +7,8 @@ void add(Window& into, const Window& w) noexcept {
   into.errors_5xx += w.errors_5xx;
   for (std::size_t i = 0; i < kBuckets; ++i) into.bucket_counts[i] += w.bucket_counts[i];
   into.sum_seconds += w.sum_seconds;
+  into.half_requests += w.half_requests;
+  into.half_errors_5xx += w.half_errors_5xx;
 }
 
 std::optional<RouteWindows> FleetWindows::advance(std::string_view route,

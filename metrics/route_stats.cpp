@@ -25,6 +25,8 @@ VersionTotals RouteStats::sum(Version v) const noexcept {
     for (std::size_t i = 0; i < kUpstreamErrors; ++i)
       t.upstream_errors[i] += load(c.upstream_errors[i]);
     t.retries += load(c.retries);
+    t.half_requests += load(c.half_requests);
+    t.half_5xx += load(c.half_5xx);
   }
   return t;
 }
@@ -41,6 +43,8 @@ Snapshot RouteStats::totals(Version v) const noexcept {
   // Clamped: relaxed loads give no cross-counter ordering guarantee in the C++ model.
   s.errors_5xx = std::min(t.code_class[code_class_index(500)], s.requests);
   s.sum_seconds = static_cast<double>(t.sum_us) / 1e6;
+  s.half_requests = std::min(t.half_requests, s.requests);
+  s.half_errors_5xx = std::min({t.half_5xx, s.errors_5xx, s.half_requests});
   return s;
 }
 

@@ -24,6 +24,8 @@ struct VersionTotals {
   std::uint64_t sum_us = 0;
   std::array<std::uint64_t, kUpstreamErrors> upstream_errors{};  // index: UpstreamError
   std::uint64_t retries = 0;
+  std::uint64_t half_requests = 0;  // see Snapshot
+  std::uint64_t half_5xx = 0;
 };
 
 class RouteStats {
@@ -35,9 +37,14 @@ class RouteStats {
   unsigned workers() const noexcept { return workers_; }
 
   // Must be called only from the thread that owns `worker` (each shard has one writer).
-  void record(unsigned worker, Version v, unsigned http_status,
-              std::chrono::nanoseconds latency) noexcept {
+  // `half`: the request's user is in the A/A half of the hash space (Snapshot::half_requests).
+  void record(unsigned worker, Version v, unsigned http_status, std::chrono::nanoseconds latency,
+              bool half = false) noexcept {
     Counters& c = counters(worker, v);
+    if (half) {
+      bump(c.half_requests, 1);
+      if (code_class_index(http_status) == code_class_index(500)) bump(c.half_5xx, 1);
+    }
     bump(c.buckets[bucket_index(latency)], 1);
     // Microseconds, not ns: the sum grows by (requests in flight) seconds per second, and
     // 2^64 ns is only ~21 days of 10000 in-flight long polls on one worker.
@@ -72,6 +79,8 @@ class RouteStats {
     std::atomic<std::uint64_t> sum_us;
     std::array<std::atomic<std::uint64_t>, kUpstreamErrors> upstream_errors;
     std::atomic<std::uint64_t> retries;
+    std::atomic<std::uint64_t> half_requests;
+    std::atomic<std::uint64_t> half_5xx;
   };
   // 128, not 64: x86's adjacent-line prefetcher pulls cache lines in pairs, so 64-byte
   // alignment still lets two workers' shards ping-pong.

@@ -192,6 +192,10 @@ struct Snapshot {
   // the +Inf bucket. Their sum equals `requests`.
   std::array<std::uint64_t, kBuckets> bucket_counts{};
   double sum_seconds = 0;
+  // The requests (and their 5xx) of users in one half of the hash space (even cohort buckets):
+  // an A/A split of the version, which shows how its errors cluster by user (docs/analysis.md).
+  std::uint64_t half_requests = 0;
+  std::uint64_t half_errors_5xx = 0;
 };
 
 }  // namespace gp::metrics

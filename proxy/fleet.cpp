@@ -16,6 +16,7 @@
 #include "metrics/window.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_json.hpp"
+#include "proxy/rollout_window.hpp"
 #include "proxy/tls_context.hpp"
 
 // g++ 12 false positive on Asio's awaitable frames (its own operator new/delete pair) in the
@@ -66,11 +67,6 @@ bool transport_failure(const error_code& ec) {
   return ec.category() != etcd::category() || ec == etcd::Errc::unavailable;
 }
 
-routing::VersionWindow to_window(const metrics::Window& w) {
-  return {w.requests, w.errors_5xx,
-          w.requests ? metrics::quantile(w, 0.99) : std::numeric_limits<double>::quiet_NaN()};
-}
-
 ActionResult error_result(unsigned status, std::string message) {
   return {status, json::object{{"error", std::move(message)}}};
 }
@@ -110,8 +106,10 @@ struct Judged {
 Judged judge_doc(const RouteDoc& cur, const config::Rollout& policy, const metrics::RouteWindows& w,
                  const std::string& instance) {
   RolloutController ctl(policy, *cur.rollout);
-  const auto canary = to_window(w[static_cast<std::size_t>(metrics::Version::canary)]);
-  const auto stable = to_window(w[static_cast<std::size_t>(metrics::Version::stable)]);
+  const auto canary =
+      to_version_window(w[static_cast<std::size_t>(metrics::Version::canary)], policy);
+  const auto stable =
+      to_version_window(w[static_cast<std::size_t>(metrics::Version::stable)], policy);
   auto r = ctl.tick(SystemClock::now(), canary, stable);
   Judged out{cur, std::move(r.judgement)};
   out.next.seq = cur.seq + 1;

@@ -14,10 +14,9 @@ namespace {
 json::object totals_json(const metrics::Snapshot& s) {
   json::array buckets;
   for (auto c : s.bucket_counts) buckets.push_back(c);
-  return json::object{{"requests", s.requests},
-                      {"errors_5xx", s.errors_5xx},
-                      {"buckets", std::move(buckets)},
-                      {"sum_seconds", s.sum_seconds}};
+  return json::object{{"requests", s.requests},           {"errors_5xx", s.errors_5xx},
+                      {"buckets", std::move(buckets)},    {"sum_seconds", s.sum_seconds},
+                      {"half_requests", s.half_requests}, {"half_errors_5xx", s.half_errors_5xx}};
 }
 
 metrics::Snapshot totals_from(const json::object& o) {
@@ -30,6 +29,11 @@ metrics::Snapshot totals_from(const json::object& o) {
   for (std::size_t i = 0; i < metrics::kBuckets; ++i)
     s.bucket_counts[i] = b[i].to_number<std::uint64_t>();
   s.sum_seconds = o.at("sum_seconds").to_number<double>();
+  // Absent from a member of an earlier build: its traffic then adds nothing to the A/A split.
+  if (auto const* v = o.if_contains("half_requests"))
+    s.half_requests = v->to_number<std::uint64_t>();
+  if (auto const* v = o.if_contains("half_errors_5xx"))
+    s.half_errors_5xx = v->to_number<std::uint64_t>();
   return s;
 }
 

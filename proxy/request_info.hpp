@@ -31,6 +31,9 @@ struct RequestInfo {
   std::uint64_t bytes_out = 0;  // response body bytes (tunnel: upstream to client)
 
   metrics::RouteStats& stats() const { return route ? *route->stats : *snap->unmatched; }
+  // The user's half of the hash space for the A/A split (metrics::Snapshot::half_requests): even
+  // cohort buckets; requests without a bucket (overrides) are in neither half.
+  bool aa_half() const { return bucket < 10000 && bucket % 2 == 0; }
   metrics::Version metric_version() const {
     return version == config::Version::canary ? metrics::Version::canary : metrics::Version::stable;
   }

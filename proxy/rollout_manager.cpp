@@ -13,6 +13,7 @@
 #include "proxy/fleet_json.hpp"
 #include "proxy/log.hpp"
 #include "proxy/rollout_json.hpp"
+#include "proxy/rollout_window.hpp"
 
 namespace gp::proxy {
 
@@ -25,11 +26,6 @@ namespace {
 
 constexpr auto kTickResolution = std::chrono::milliseconds(100);
 
-routing::VersionWindow to_window(const metrics::Window& w) {
-  return {w.requests, w.errors_5xx,
-          w.requests ? metrics::quantile(w, 0.99) : std::numeric_limits<double>::quiet_NaN()};
-}
-
 }  // namespace
 
 RolloutManager::RolloutManager(metrics::Metrics& metrics, std::string state_dir)
@@ -40,12 +36,20 @@ RolloutManager::RolloutManager(metrics::Metrics& metrics, std::string state_dir)
                    .Help(
                        "What the last rollout judgement measured, by route and check "
                        "(error_rate and stable_error_rate over the current step, p99_seconds "
-                       "of the window, p_value of the comparison with stable).")
+                       "of the window, the log evidence of each sequential test, dispersion, "
+                       "requests_to_pass; docs/analysis.md).")
                    .Register(reg);
   threshold_ = &prometheus::BuildGauge()
                     .Name("grayproxy_rollout_threshold")
                     .Help("The threshold each rollout check is judged against, by route and check.")
                     .Register(reg);
+  judgements_ = &prometheus::BuildCounter()
+                     .Name("grayproxy_rollout_judgements_total")
+                     .Help(
+                         "Rollout judgements by route and verdict (pass, fail, inconclusive, "
+                         "hold: stable itself above max_error_rate). In a fleet every member "
+                         "counts the leader's judgements.")
+                     .Register(reg);
   state_load_failures_ = &prometheus::BuildCounter()
                               .Name("grayproxy_state_load_failures_total")
                               .Help(
@@ -217,7 +221,8 @@ void RolloutManager::tick_due() {
     e.prev_canary = canary;
     e.prev_stable = stable;
     if (e.controller->state() != RolloutState::progressing) continue;
-    auto r = e.controller->tick(SystemClock::now(), to_window(wc), to_window(ws));
+    auto r = e.controller->tick(SystemClock::now(), to_version_window(wc, *e.policy),
+                                to_version_window(ws, *e.policy));
     apply(name, e, r, "judgement");
   }
 }
@@ -226,15 +231,21 @@ void RolloutManager::export_judgement(const std::string& route, const routing::J
   auto set = [&](prometheus::Family<prometheus::Gauge>* f, const char* check, double v) {
     f->Add({{"route", route}, {"check", check}}).Set(v);  // NaN: not measured this time
   };
+  judgements_->Add({{"route", route}, {"verdict", routing::to_string(j.verdict)}}).Increment();
   set(observed_, "error_rate", j.canary.error_rate);
   set(observed_, "stable_error_rate", j.stable.error_rate);
   set(observed_, "p99_seconds", j.canary.p99_seconds);
-  set(observed_, "error_rate_p_value", j.error_rate_p_value);
-  set(observed_, "compare_p_value", j.p_value);
+  set(observed_, "dispersion", j.dispersion);
+  set(observed_, "relative_evidence", j.relative.evidence);
+  set(observed_, "absolute_evidence", j.absolute.evidence);
+  set(observed_, "latency_evidence", j.latency.evidence);
+  set(observed_, "requests_to_pass", j.requests_to_pass);
   set(threshold_, "error_rate", j.max_error_rate);
+  set(threshold_, "error_rate_ratio", j.max_error_rate_ratio);
   set(threshold_, "p99_seconds", j.max_p99_seconds);
-  set(threshold_, "fail_below_p_value", j.fail_below);
-  set(threshold_, "max_error_rate_increase", j.max_error_rate_increase);
+  set(threshold_, "relative_evidence", j.relative.bar);
+  set(threshold_, "absolute_evidence", j.absolute.bar);
+  set(threshold_, "latency_evidence", j.latency.bar);
 }
 
 void RolloutManager::log_judgement(const std::string& route, const routing::Judgement& j,
@@ -247,7 +258,11 @@ void RolloutManager::log_judgement(const std::string& route, const routing::Judg
       .kv("canary_errors", j.canary.errors)
       .kv("canary_step_error_rate", j.canary.error_rate)
       .kv("stable_step_error_rate", j.stable.error_rate)
-      .kv("canary_p99_seconds", j.canary.p99_seconds);
+      .kv("canary_p99_seconds", j.canary.p99_seconds)
+      .kv("stable_requests", j.stable.requests)
+      .kv("stable_errors", j.stable.errors)
+      .kv("dispersion", j.dispersion)
+      .kv("requests_to_pass", j.requests_to_pass);
   if (fleet_members > 0) line.kv("fleet_members", fleet_members);
   line.kv("reason", j.reason);
 }

@@ -104,6 +104,7 @@ class RolloutManager {
   StateFile state_file_;
   prometheus::Family<prometheus::Gauge>* observed_;
   prometheus::Family<prometheus::Gauge>* threshold_;
+  prometheus::Family<prometheus::Counter>* judgements_;
   prometheus::Counter* state_load_failures_;
   mutable std::mutex mu_;  // entries_: the control thread, the admin thread and reloads
   std::map<std::string, Entry> entries_;

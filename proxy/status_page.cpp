@@ -53,6 +53,7 @@ th { color: var(--muted); font-weight: 600; }
 .verdict-pass { color: var(--ok); font-weight: 600; }
 .verdict-fail { color: var(--bad); font-weight: 600; }
 .verdict-inconclusive { color: var(--muted); font-weight: 600; }
+.verdict-hold { color: var(--warn); font-weight: 600; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr));
           gap: 10px; margin-top: 10px; }
 svg.chart { width: 100%; height: auto; background: #fbfbfc; border: 1px solid var(--line);
@@ -136,7 +137,7 @@ function judgementsTable(js) {
   const t = el("table", {"class": "judgements"});
   t.append(el("tr", {}, el("th", {}, "time"), el("th", {}, "verdict"), el("th", {}, "weight"),
               el("th", {}, "canary req / 5xx"), el("th", {}, "canary errors"),
-              el("th", {}, "canary p99"), el("th", {}, "reason")));
+              el("th", {}, "canary p99"), el("th", {}, "to pass"), el("th", {}, "reason")));
   for (const j of js.slice(-5).reverse()) {
     const c = j.canary || {};
     t.append(el("tr", {},
@@ -146,6 +147,8 @@ function judgementsTable(js) {
                 el("td", {}, (c.requests ?? "-") + " / " + (c.errors ?? "-")),
                 el("td", {}, fmtRatio(c.error_rate)),
                 el("td", {}, fmtSeconds(c.p99_seconds)),
+                el("td", {}, j.requests_to_pass == null ? "-"
+                                 : "~" + Math.ceil(j.requests_to_pass) + " req"),
                 el("td", {}, j.reason || "")));
   }
   return t;

@@ -25,7 +25,7 @@ double error_share(double w, double rho) noexcept {
 
 namespace {
 
-using Components = std::array<double, CanaryEvidence::kComponents>;
+using Components = EvidenceSums;
 
 // Half the prior weight on the alternative the operator named, the rest spread evenly over the
 // larger ones: moderate regressions lose little power, gross ones fail within an interval.
@@ -66,9 +66,11 @@ std::pair<double, double> split_terms(const VersionCounts& v) {
 
 }  // namespace
 
-CanaryEvidence::CanaryEvidence(EvidencePolicy p) : p_(p) {
+CanaryEvidence::CanaryEvidence(EvidencePolicy p, EvidenceState s) : p_(p), s_(s) {
   p_.max_error_rate_ratio = std::max(p_.max_error_rate_ratio, 1.01);
   p_.alpha = std::clamp(p_.alpha, 1e-9, 0.5);
+  if (std::isnan(p_.relative_alpha)) p_.relative_alpha = p_.alpha;
+  p_.relative_alpha = std::clamp(p_.relative_alpha, 1e-9, 0.5);
   p_.beta = std::clamp(p_.beta, 1e-9, 0.5);
   if (!(p_.full_evidence_weight > 0)) p_.full_evidence_weight = 1;
   if (!(p_.max_error_rate > 0 && p_.max_error_rate < 1))
@@ -78,21 +80,22 @@ CanaryEvidence::CanaryEvidence(EvidencePolicy p) : p_(p) {
 
 double CanaryEvidence::dispersion() const {
   return std::max(
-      1.0, (dispersion_num_ + p_.dispersion_prior) / (dispersion_den_ + p_.dispersion_prior));
+      1.0, (s_.dispersion_num + p_.dispersion_prior) / (s_.dispersion_den + p_.dispersion_prior));
 }
 
 TestReading CanaryEvidence::read(const Components& llr, const Components& log_weights,
-                                 double interval_llr, bool active, double phi,
-                                 std::size_t pass_component) const {
+                                 const Components& accept, double interval_llr, bool active,
+                                 double phi, std::size_t pass_component, double alpha) const {
   TestReading r;
   r.active = active;
   Components terms{};
   for (std::size_t j = 0; j < terms.size(); ++j) terms[j] = log_weights[j] + llr[j] / phi;
   r.fail_log_e = log_sum_exp(terms);
-  r.pass_log_lr = llr[pass_component] / phi;
+  r.pass_log_lr = accept[pass_component] / phi;
   r.pass_bound = std::log(p_.beta);
   r.interval_llr = interval_llr / phi;
-  r.over = active && r.fail_log_e >= std::log(1 / p_.alpha);
+  r.bar = std::log(1 / alpha);
+  r.over = active && r.fail_log_e >= r.bar;
   r.fail = r.over && r.interval_llr > 0;
   r.pass = active && !r.over && r.pass_log_lr <= r.pass_bound;
   return r;
@@ -103,49 +106,56 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
   EvidenceReading out;
   for (const VersionCounts* v : {&canary, &stable}) {
     const auto [num, den] = split_terms(*v);
-    dispersion_num_ += num;
-    dispersion_den_ += den;
+    s_.dispersion_num += num;
+    s_.dispersion_den += den;
   }
   const double phi = dispersion();
   out.dispersion = phi;
-  out.fail_log_threshold = std::log(1 / p_.alpha);
-  // The pass alternative for this weight: ratio x 2^floor(log2(full_evidence_weight / weight)).
+  // The pass alternative for this weight: 2^floor(log2(full_evidence_weight / weight)) times
+  // the one named at full weight.
   const std::size_t pass_component = [&]() -> std::size_t {
     if (!(weight > 0) || weight >= p_.full_evidence_weight) return 0;
     const double j = std::floor(std::log2(p_.full_evidence_weight / weight));
-    return static_cast<std::size_t>(std::min<double>(j, kComponents - 1));
+    return static_cast<std::size_t>(std::min<double>(j, kEvidenceComponents - 1));
   }();
+  const double pass_scale = std::ldexp(1.0, static_cast<int>(pass_component));
 
   const auto n = static_cast<double>(canary.all.requests);
   const auto m = static_cast<double>(stable.all.requests);
   const auto e = static_cast<double>(std::min(canary.all.errors, canary.all.requests));
   const auto es = static_cast<double>(std::min(stable.all.errors, stable.all.requests));
+  const Components heavy = first_heavy_log_weights();
+  const Components even = [] {
+    Components w{};
+    w.fill(std::log(1.0 / static_cast<double>(w.size())));
+    return w;
+  }();
 
   // Relative: the canary's share of this interval's errors.
-  const Components heavy = first_heavy_log_weights();
   double relative_step = 0;
-  if (n > 0 && m > 0) {
-    relative_active_ = true;
+  if (p_.relative && n > 0 && m > 0) {
+    s_.relative_active = true;
     const double w = n / (n + m);
-    for (std::size_t j = 0; j < relative_.size(); ++j) {
-      const double theta = stats::error_share(w, std::ldexp(p_.max_error_rate_ratio, int(j)));
+    for (std::size_t j = 0; j < kEvidenceComponents; ++j) {
+      const double theta =
+          stats::error_share(w, std::ldexp(p_.max_error_rate_ratio, static_cast<int>(j)));
       const double llr = stats::binomial_llr(e, e + es, w, theta);
-      relative_[j] += llr;
+      s_.relative[j] += llr;
       if (j == 0) relative_step = llr;
     }
   }
-  out.relative = read(relative_, heavy, relative_step, relative_active_, phi, pass_component);
-  out.relative.pass_ratio = std::ldexp(p_.max_error_rate_ratio, static_cast<int>(pass_component));
-  if (relative_active_ && !out.relative.pass && !out.relative.fail && m > 0 && es > 0) {
+  out.relative = read(s_.relative, heavy, s_.relative, relative_step, s_.relative_active, phi,
+                      pass_component, p_.relative_alpha);
+  out.relative.pass_factor = p_.max_error_rate_ratio * pass_scale;
+  if (s_.relative_active && !out.relative.pass && !out.relative.over && m > 0 && es > 0 && n > 0) {
     // Under rho = 1 each error moves the pass statistic down by KL(w || theta) on average.
     const double w = n / (n + m);
-    const double theta = stats::error_share(w, out.relative.pass_ratio);
+    const double theta = stats::error_share(w, out.relative.pass_factor);
     const double kl = w * std::log(w / theta) + (1 - w) * std::log((1 - w) / (1 - theta));
-    const double errors_per_request = es / m;  // stable's rate, for both under rho = 1
-    const double drift_per_canary_request = errors_per_request * (n + m) / n * kl / phi;
-    if (drift_per_canary_request > 0)
-      out.requests_to_pass =
-          (out.relative.pass_log_lr - out.relative.pass_bound) / drift_per_canary_request;
+    const double errors_per_canary_request = es / m * (n + m) / n;
+    const double drift = errors_per_canary_request * kl / phi;
+    if (drift > 0)
+      out.requests_to_pass = (out.relative.pass_log_lr - out.relative.pass_bound) / drift;
   }
 
   // This interval against the absolute limit: stable above it holds, the canary alone fails.
@@ -164,20 +174,53 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
     out.canary_breach = out.canary_breach_p < p_.alpha && !out.stable_breach;
   }
 
+  // Absolute, accumulated over the intervals that are not held.
+  double absolute_step = 0;
+  // Without stable (at 100%) an interval that breaches is judged by itself, as a failure, and
+  // kept out of the evidence: a blip on everything would otherwise block the pass for long.
+  if (!std::isnan(max_rate) && n > 0 && !out.stable_breach && (m > 0 || !out.canary_breach)) {
+    const double ok_rate = max_rate / p_.max_error_rate_ratio;
+    for (std::size_t j = 0; j < kEvidenceComponents; ++j)
+      s_.absolute_accept[j] +=
+          stats::binomial_llr(e, n, ok_rate, std::min(max_rate * std::ldexp(1.0, int(j)), 0.999));
+    // Over the bar only with stable to compare: at 100% a blip on everything is no evidence.
+    if (m > 0) {
+      s_.absolute_active = true;
+      for (std::size_t j = 0; j < kEvidenceComponents; ++j) {
+        const double llr = stats::binomial_llr(e, n, max_rate, alternative_rate(max_rate, j));
+        s_.absolute[j] += llr;
+        if (j == 0) absolute_step = llr;
+      }
+    }
+  }
+  if (!std::isnan(max_rate)) {
+    out.absolute = read(s_.absolute, even, s_.absolute_accept, absolute_step, s_.absolute_active,
+                        phi, pass_component, p_.alpha);
+    // The pass side runs at 100% too.
+    const bool accepting = s_.absolute_active || (n > 0 && !out.stable_breach);
+    out.absolute.pass =
+        accepting && !out.absolute.over && out.absolute.pass_log_lr <= out.absolute.pass_bound;
+    out.absolute.active = out.absolute.active || accepting;
+    out.absolute.pass_factor =
+        std::min(max_rate * pass_scale, 0.999) / (max_rate / p_.max_error_rate_ratio);
+  }
+
+  // Latency: requests over max_p99_latency against a 1% share (a p99 at the limit).
   double latency_step = 0;
+  constexpr double kP99Share = 0.01;
   if (p_.judge_latency && n > 0) {
-    latency_active_ = true;
-    constexpr double kP99Share = 0.01;  // at most 1% slower than the limit: p99 within it
+    s_.latency_active = true;
     const auto slow = static_cast<double>(std::min(canary.slow, canary.all.requests));
-    for (std::size_t j = 0; j < latency_.size(); ++j) {
+    for (std::size_t j = 0; j < kEvidenceComponents; ++j) {
       const double llr = stats::binomial_llr(slow, n, kP99Share, alternative_rate(kP99Share, j));
-      latency_[j] += llr;
+      s_.latency[j] += llr;
       if (j == 0) latency_step = llr;
     }
   }
-  // Slowness is not dispersion-scaled: phi measures how errors cluster by user.
-  out.latency = read(latency_, heavy, latency_step, latency_active_, 1, pass_component);
-  out.latency.pass_ratio = alternative_rate(0.01, pass_component) / 0.01;
+  // Not dispersion-scaled: phi measures how errors cluster by user.
+  out.latency = read(s_.latency, heavy, s_.latency, latency_step, s_.latency_active, 1,
+                     pass_component, p_.alpha);
+  out.latency.pass_factor = alternative_rate(kP99Share, pass_component) / kP99Share;
   return out;
 }
 

@@ -10,8 +10,8 @@
 //    rho <= 1 happens with probability <= alpha over the whole rollout (Ville's inequality).
 //    Fail: over the bar and this interval's own ratio points the same way, so a burst that
 //    does not recur fails one interval at most. Pass at a weight: the likelihood ratio of
-//    pass_ratio = ratio x 2^floor(log2(full_evidence_weight / weight)) against 1 falls to beta;
-//    a canary at pass_ratio or worse gets there with probability <= beta. From
+//    pass factor = ratio x 2^floor(log2(full_evidence_weight / weight)) against 1 falls to beta;
+//    a canary at that factor or worse gets there with probability <= beta. From
 //    full_evidence_weight up that rules out `ratio`; below it, regressions that cost the
 //    service (rho - 1) x weight extra errors about as much as `ratio` does there.
 //  - Clustering: one user's errors come in bursts, so counts vary more than binomially. Each
@@ -20,14 +20,19 @@
 //    binomial only without clustering, and its Pearson dispersion phi (>= 1) divides every
 //    error log-likelihood ratio (quasi-likelihood). Bursts shared by all users cancel as they
 //    do between the versions.
-//  - Absolute (`max_error_rate`), per interval: the exact binomial tail of the interval's
-//    dispersion-scaled counts against max_error_rate. Stable below hold_level: hold (what both
-//    versions show is not the canary's). Canary below alpha while stable is not: the canary
-//    alone breached. Per interval, because only a comparison within one interval tells a
-//    canary's fault from a shared blip.
+//  - Absolute (`max_error_rate`): the same machinery on the canary's own counts, fed by the
+//    intervals in which stable is not itself above the limit. Over the bar: the mixture over
+//    p = max_error_rate x 2^(j+1) against max_error_rate (only while stable has traffic to
+//    tell a canary's fault from everybody's); pass: the ratio of max_error_rate x
+//    2^floor(log2(full_evidence_weight / weight)) against max_error_rate / ratio falls to beta
+//    (the route to a pass when errors are too rare for the relative test, and at 100%, where
+//    an interval that breaches is a failure by itself and kept out of this evidence).
+//  - Per interval: the exact binomial tail of the interval's dispersion-scaled counts against
+//    max_error_rate. Stable below hold_level: hold (what both versions show is not the
+//    canary's). Canary below alpha while stable is not breaching: the canary alone breached.
 //  - Latency (`max_p99_latency`): the canary's requests slower than the limit against a share
 //    of 1% (p99 at the limit), by the same mixture over 2% x 2^j, unscaled (phi is about
-//    errors); it passes on the same pass_ratio rule, so a p99 over the limit is not promoted.
+//    errors); it passes on the same rule, so a p99 over the limit is not promoted.
 #pragma once
 
 #include <array>
@@ -54,8 +59,10 @@ struct EvidencePolicy {
   double max_error_rate_ratio = 2;  // rho the relative test must catch; > 1
   double max_error_rate = std::numeric_limits<double>::quiet_NaN();  // NaN: no absolute limit
   bool judge_latency = false;  // slow counts are against max_p99_latency
+  bool relative = true;        // judge the canary against stable
   double alpha = 0.005;        // false failures over the whole rollout, per test
-  double beta = 0.05;          // misses at and above full_evidence_weight, per test
+  double relative_alpha = std::numeric_limits<double>::quiet_NaN();  // NaN: alpha
+  double beta = 0.05;  // misses at and above full_evidence_weight, per test
   double full_evidence_weight = 0.25;
   double hold_level = 0.001;    // stable "significantly above max_error_rate" below this p-value
   double dispersion_prior = 2;  // pseudo-variance units at phi = 1 before any data
@@ -64,16 +71,16 @@ struct EvidencePolicy {
 // One sequential test's state after the latest interval.
 struct TestReading {
   bool active = false;     // the test ran on some interval
-  double fail_log_e = 0;   // log of the mixture e-value (over the bar at log(1/alpha))
-  double pass_log_lr = 0;  // log LR of pass_ratio against 1, passes at <= pass_bound
+  double fail_log_e = 0;   // log of the mixture e-value
+  double bar = 0;          // log(1/alpha): over the bar from there
+  double pass_log_lr = 0;  // log LR of the pass alternative against the null, passes at <= bound
   double pass_bound = 0;   // log(beta)
-  double interval_llr =
-      0;  // this interval's log LR of `ratio` against 1: > 0 points to a regression
-  // The alternative a pass excludes at this weight: ratio x 2^floor(log2(full_evidence_weight /
-  // weight)), at most 2^7 x ratio. A regression costs the service (rho - 1) x weight x stable's
-  // rate in extra errors: a step may pass while it rules out one that costs at most about as
-  // much as `ratio` at full_evidence_weight.
-  double pass_ratio = 0;
+  // This interval's log LR of the first alternative against the null: > 0 points to a
+  // regression.
+  double interval_llr = 0;
+  // The alternative a pass excludes at this weight, as a factor on the null (relative: the
+  // ratio rho; absolute and latency: the rate over max_error_rate / ratio, resp. over 1%).
+  double pass_factor = 0;
   bool over = false;  // fail_log_e over the bar
   // over, and this interval points the same way: a burst that does not recur (one user's
   // failing session) fails at most one interval, and failure_limit needs them in a row.
@@ -83,46 +90,59 @@ struct TestReading {
 
 struct EvidenceReading {
   double dispersion = 1;  // phi, >= 1
-  TestReading relative;   // canary vs stable
-  TestReading latency;    // slow share vs 1%
+  TestReading relative;   // canary against stable
+  TestReading absolute;   // canary against max_error_rate
+  TestReading latency;    // share over max_p99_latency against 1%
   // This interval against max_error_rate (NaN: not judged): the tails of the dispersion-scaled
   // counts, "the rate is above the limit".
   double canary_breach_p = std::numeric_limits<double>::quiet_NaN();
   double stable_breach_p = std::numeric_limits<double>::quiet_NaN();
-  bool canary_breach = false;     // canary_breach_p < alpha and no stable breach
-  bool stable_breach = false;     // stable_breach_p < hold_level
-  double fail_log_threshold = 0;  // log(1/alpha)
-  // Canary requests the relative test still needs to pass at the current weight, at this
-  // interval's traffic and error rates, if the canary is as good as stable (NaN: cannot tell).
+  bool canary_breach = false;  // canary_breach_p < alpha and no stable breach
+  bool stable_breach = false;  // stable_breach_p < hold_level: hold
+  // Canary requests the relative test still needs to pass at this weight, at this interval's
+  // traffic and stable's error rate, if the canary is as good as stable (NaN: cannot tell).
   double requests_to_pass = std::numeric_limits<double>::quiet_NaN();
+};
+
+inline constexpr std::size_t kEvidenceComponents = 8;
+using EvidenceSums = std::array<double, kEvidenceComponents>;
+
+// Everything the analysis has learnt, to persist and restore (a restart, the fleet's leader
+// changing): raw (phi = 1) log-likelihood ratio sums per mixture component and the A/A sums.
+struct EvidenceState {
+  EvidenceSums relative{};         // rho = ratio x 2^j against 1
+  EvidenceSums absolute{};         // p = max_error_rate x 2^(j+1) against max_error_rate
+  EvidenceSums absolute_accept{};  // p = max_error_rate x 2^j against max_error_rate / ratio
+  EvidenceSums latency{};          // share 2% x 2^j against 1%
+  bool relative_active = false;
+  bool absolute_active = false;
+  bool latency_active = false;
+  double dispersion_num = 0;  // sum (a - E h)^2 over both versions' A/A splits
+  double dispersion_den = 0;  // sum E h (1 - h)
+  // What the sums were computed against (0: nothing yet); other values void them.
+  double ratio = 0;
+  double max_error_rate = 0;
+  friend bool operator==(const EvidenceState&, const EvidenceState&) = default;
 };
 
 class CanaryEvidence {
  public:
-  static constexpr int kComponents = 8;
-
-  explicit CanaryEvidence(EvidencePolicy p);
+  explicit CanaryEvidence(EvidencePolicy p, EvidenceState s = {});
 
   // Adds one interval at `weight` (the step's share of traffic, in (0, 1]) and reads every test.
   EvidenceReading add(const VersionCounts& canary, const VersionCounts& stable, double weight);
 
   const EvidencePolicy& policy() const { return p_; }
+  const EvidenceState& state() const { return s_; }
   double dispersion() const;
 
  private:
-  TestReading read(const std::array<double, kComponents>& llr,
-                   const std::array<double, kComponents>& log_weights, double interval_llr,
-                   bool active, double phi, std::size_t pass_component) const;
+  TestReading read(const EvidenceSums& llr, const EvidenceSums& log_weights,
+                   const EvidenceSums& accept, double interval_llr, bool active, double phi,
+                   std::size_t pass_component, double alpha) const;
 
   EvidencePolicy p_;
-  // Raw (phi = 1) log-likelihood ratio sums per mixture component.
-  std::array<double, kComponents> relative_{};
-  std::array<double, kComponents> latency_{};
-  bool relative_active_ = false;
-  bool latency_active_ = false;
-  // Pearson dispersion of the A/A halves: sum of squared deviations and of expected variances.
-  double dispersion_num_ = 0;
-  double dispersion_den_ = 0;
+  EvidenceState s_;
 };
 
 namespace stats {

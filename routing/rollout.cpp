@@ -58,9 +58,11 @@ config::Rollout normalized(config::Rollout p) {
   for (std::uint32_t& s : p.steps_bp) s = std::min(s, kFull);
   p.failure_limit = std::max<std::uint32_t>(p.failure_limit, 1);
   p.consecutive_successes = std::max<std::uint32_t>(p.consecutive_successes, 1);
-  if (!(p.confidence >= 0.5)) p.confidence = 0.5;  // also NaN
-  p.confidence = std::min(p.confidence, 0.9999);
-  if (p.max_error_rate_increase) p.compare_to_stable = true;
+  auto clamp_confidence = [](double c) { return std::min(c >= 0.5 ? c : 0.5, 0.9999); };  // NaN
+  p.confidence = clamp_confidence(p.confidence);
+  p.power = clamp_confidence(p.power);
+  if (p.compare_confidence) p.compare_confidence = clamp_confidence(*p.compare_confidence);
+  if (!(p.max_error_rate_ratio > 1)) p.max_error_rate_ratio = 2;
   return p;
 }
 
@@ -69,12 +71,49 @@ VersionStats stats_of(const VersionWindow& w, std::uint64_t step_requests,
   VersionStats v;
   v.requests = w.requests;
   v.errors = std::min(w.errors, w.requests);
+  v.slow = std::min(w.slow, w.requests);
   v.step_requests = step_requests;
   v.step_errors = step_errors;
   if (step_requests > 0)
     v.error_rate = static_cast<double>(step_errors) / static_cast<double>(step_requests);
   v.p99_seconds = w.p99_seconds;
   return v;
+}
+
+VersionCounts counts_of(const VersionWindow& w) {
+  VersionCounts c;
+  c.all = {w.requests, std::min(w.errors, w.requests)};
+  c.half = {std::min(w.half_requests, w.requests),
+            std::min({w.half_errors, w.half_requests, c.all.errors})};
+  c.slow = std::min(w.slow, w.requests);
+  return c;
+}
+
+EvidencePolicy evidence_policy(const config::Rollout& p) {
+  EvidencePolicy e;
+  e.max_error_rate_ratio = p.max_error_rate_ratio;
+  e.max_error_rate = p.max_error_rate > 0 ? p.max_error_rate : std::nan("");
+  e.judge_latency = p.max_p99_latency.has_value();
+  e.relative = p.compare_to_stable;
+  e.alpha = 1 - p.confidence;
+  e.relative_alpha = 1 - p.compare_confidence.value_or(p.confidence);
+  e.beta = 1 - p.power;
+  return e;
+}
+
+TestStats test_stats(const TestReading& r) {
+  TestStats t;
+  if (!r.active) return t;
+  t.evidence = r.fail_log_e;
+  t.bar = r.bar;
+  t.pass_evidence = r.pass_log_lr;
+  t.pass_bound = r.pass_bound;
+  t.pass_factor = r.pass_factor;
+  return t;
+}
+
+std::string number(double v) {
+  return printf_string("%.3g", v);
 }
 
 }  // namespace
@@ -110,8 +149,16 @@ const char* to_string(Verdict v) {
       return "fail";
     case Verdict::inconclusive:
       return "inconclusive";
+    case Verdict::hold:
+      return "hold";
   }
   return "unknown";
+}
+
+std::optional<Verdict> parse_verdict(std::string_view s) {
+  for (Verdict v : {Verdict::pass, Verdict::fail, Verdict::inconclusive, Verdict::hold})
+    if (s == to_string(v)) return v;
+  return std::nullopt;
 }
 
 RolloutController::RolloutController(config::Rollout policy, std::uint32_t initial_weight_bp,
@@ -157,8 +204,11 @@ void RolloutController::reset_step() {
   s_.step_canary_errors = 0;
   s_.step_stable_requests = 0;
   s_.step_stable_errors = 0;
-  s_.pending_canary_requests = 0;
-  s_.step_judgements = 0;
+}
+
+void RolloutController::reset_evidence() {
+  s_.evidence = {};
+  s_.holds = 0;
 }
 
 void RolloutController::begin_progress(TimePoint now) {
@@ -168,6 +218,7 @@ void RolloutController::begin_progress(TimePoint now) {
   s_.step_index = step_for(s_.weight_bp);
   s_.judge_from = now;
   reset_step();
+  reset_evidence();
 }
 
 void RolloutController::transition(TimePoint now, RolloutState state, std::uint32_t weight_bp,
@@ -192,16 +243,9 @@ RolloutController::TickResult RolloutController::tick(TimePoint now, const Versi
   s_.step_canary_errors += std::min(canary.errors, canary.requests);
   s_.step_stable_requests += stable.requests;
   s_.step_stable_errors += std::min(stable.errors, stable.requests);
-  s_.pending_canary_requests += canary.requests;
 
   Judgement j = judge(now, canary, stable);
-  if (j.verdict == Verdict::pass) {
-    ++s_.consecutive_passes;
-    s_.consecutive_failures = 0;
-  } else if (j.verdict == Verdict::fail) {
-    ++s_.consecutive_failures;
-    s_.consecutive_passes = 0;
-  }
+  if (j.verdict == Verdict::hold) ++s_.holds;
   j.consecutive_passes = s_.consecutive_passes;
   j.consecutive_failures = s_.consecutive_failures;
   s_.last.push_back(j);
@@ -245,104 +289,125 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
   j.step_index = s_.step_index;
   j.weight_bp = s_.weight_bp;
   j.window = s_.step_windows;
-  j.new_requests = s_.pending_canary_requests;
   j.canary = stats_of(canary, s_.step_canary_requests, s_.step_canary_errors);
   j.stable = stats_of(stable, s_.step_stable_requests, s_.step_stable_errors);
   j.min_requests = p_.min_requests;
   j.max_error_rate = p_.max_error_rate;
+  j.max_error_rate_ratio = p_.max_error_rate_ratio;
   j.confidence = p_.confidence;
+  j.compare_confidence = p_.compare_confidence.value_or(p_.confidence);
+  j.power = p_.power;
   j.compare_to_stable = p_.compare_to_stable;
-  j.max_error_rate_increase = p_.max_error_rate_increase.value_or(0);
   if (p_.max_p99_latency)
     j.max_p99_seconds = std::chrono::duration<double>(*p_.max_p99_latency).count();
 
-  const std::uint64_t needed = std::max<std::uint64_t>(p_.min_requests, 1);
-  if (s_.pending_canary_requests < needed) {
-    j.verdict = Verdict::inconclusive;
-    j.reason = "too few requests: " + std::to_string(s_.pending_canary_requests) +
-               " canary requests since the last judgement < min_requests " + std::to_string(needed);
-    return j;
+  // Evidence gathered against other limits (a reload changed them) does not carry over.
+  const EvidencePolicy policy = evidence_policy(p_);
+  const double max_rate = std::isnan(policy.max_error_rate) ? 0 : policy.max_error_rate;
+  if (s_.evidence.ratio != policy.max_error_rate_ratio || s_.evidence.max_error_rate != max_rate) {
+    s_.evidence = {};
+    s_.evidence.ratio = policy.max_error_rate_ratio;
+    s_.evidence.max_error_rate = max_rate;
   }
-  s_.pending_canary_requests = 0;
-  const double k = ++s_.step_judgements;
-  j.judgement = s_.step_judgements;
-  // Alpha spending: sum over k of alpha/(k(k+1)) = alpha, so a canary exactly at a limit is
-  // failed at most with probability 1 - confidence per step, however long the step lasts.
-  j.fail_below = (1 - p_.confidence) / (k * (k + 1));
-  // The benefit of the doubt grows with the step: the first judgement passes when the observed
-  // rate is within the limit, later ones unless it is above it with 1 - 1/(k+1) confidence.
-  j.pass_from = 1 / (k + 1);
+  CanaryEvidence evidence(policy, s_.evidence);
+  const EvidenceReading r =
+      evidence.add(counts_of(canary), counts_of(stable), s_.weight_bp / double(kFull));
+  s_.evidence = evidence.state();
+  j.dispersion = r.dispersion;
+  if (p_.compare_to_stable) j.relative = test_stats(r.relative);
+  if (!std::isnan(policy.max_error_rate)) j.absolute = test_stats(r.absolute);
+  if (policy.judge_latency) j.latency = test_stats(r.latency);
+  j.canary_breach_p = r.canary_breach_p;
+  j.stable_breach_p = r.stable_breach_p;
 
-  const std::uint64_t n = s_.step_canary_requests;
-  const std::uint64_t e = s_.step_canary_errors;
-  j.error_rate_p_value = stats::binomial_tail(e, n, p_.max_error_rate);
-  const stats::Bounds b = stats::exact_bounds(e, n, 1 - j.fail_below);
-  j.error_rate_lower = b.lower;
-  j.error_rate_upper = b.upper;
+  const bool fail = r.relative.fail || r.absolute.fail || r.canary_breach || r.latency.fail;
+  const bool over = r.relative.over || r.absolute.over || r.canary_breach || r.latency.over;
+  // The absolute route to a pass (errors too rare for the comparison, or no stable at 100%) is
+  // open only while the comparison does not point to a regression: within max_error_rate is not
+  // enough for a canary at 4x stable's rate.
+  const bool relative_leans_bad =
+      p_.compare_to_stable && r.relative.active && r.relative.pass_log_lr > 0;
+  const bool errors_pass = r.relative.pass || (r.absolute.pass && !relative_leans_bad);
+  const bool latency_pass = !policy.judge_latency || r.latency.pass;
+  const bool enough = s_.step_canary_requests >= p_.min_requests;
+  if (!errors_pass) j.requests_to_pass = r.requests_to_pass;
 
+  // What was measured, then what decided.
+  const std::string window = "canary " + fraction(j.canary.errors, j.canary.requests) +
+                             " errors, stable " + fraction(j.stable.errors, j.stable.requests) +
+                             " in this window";
+  const std::string ratio_text = number(p_.max_error_rate_ratio) + "x stable's error rate";
   std::vector<std::string> fails;
   std::vector<std::string> notes;
-  std::string doubt;  // above the limit, not yet significant
-  const std::string measured = "error rate " + rate(j.canary.error_rate) + " (" + fraction(e, n) +
-                               ", judgement " + std::to_string(s_.step_judgements) +
-                               " of this step)";
-  const std::string test = "p=" + pvalue(j.error_rate_p_value);
-  if (j.error_rate_p_value < j.fail_below)
-    fails.push_back(measured + " > max_error_rate " + rate(p_.max_error_rate) + " (" + test +
-                    " < " + pvalue(j.fail_below) + ", lower bound " + rate(b.lower) + ")");
-  else if (j.error_rate_p_value < j.pass_from)
-    doubt = measured + " may exceed max_error_rate " + rate(p_.max_error_rate) + " (" + test +
-            ": neither < " + pvalue(j.fail_below) + " to fail nor >= " + pvalue(j.pass_from) +
-            " to pass; lower bound " + rate(b.lower) + ")";
-  else
-    notes.push_back(measured + " within max_error_rate " + rate(p_.max_error_rate) + " (" + test +
-                    " >= " + pvalue(j.pass_from) + ")");
+  auto evidence_text = [](const TestReading& t) {
+    return "evidence " + number(t.fail_log_e) + (t.over ? " >= " : " < ") + number(t.bar);
+  };
+  auto pass_text = [](const TestReading& t, const std::string& what) {
+    return (t.pass ? "rules out " : "does not yet rule out ") + what + " (" +
+           number(t.pass_log_lr) + (t.pass ? " <= " : " > ") + number(t.pass_bound) + ")";
+  };
+  if (r.relative.fail)
+    fails.push_back("canary at " + ratio_text + " or worse (" + evidence_text(r.relative) +
+                    ", this window agrees)");
+  if (r.absolute.fail)
+    fails.push_back("canary's error rate above max_error_rate " + rate(p_.max_error_rate) + " (" +
+                    evidence_text(r.absolute) + ", this window agrees)");
+  if (r.canary_breach)
+    fails.push_back(
+        "this window alone: canary " + fraction(j.canary.errors, j.canary.requests) +
+        " above max_error_rate " + rate(p_.max_error_rate) + " (p=" + pvalue(r.canary_breach_p) +
+        ")" +
+        (std::isnan(r.stable_breach_p) ? " with no stable traffic to compare" : ", stable not"));
+  if (r.latency.fail)
+    fails.push_back("more than 1% of canary requests slower than max_p99_latency " +
+                    millis(j.max_p99_seconds) + " (" + std::to_string(j.canary.slow) + "/" +
+                    std::to_string(j.canary.requests) + " in this window; " +
+                    evidence_text(r.latency) + ")");
 
-  if (p_.compare_to_stable) {
-    const std::uint64_t ns = s_.step_stable_requests;
-    const std::uint64_t es = s_.step_stable_errors;
-    if (ns == 0) {
-      notes.push_back("no stable requests to compare with");  // e.g. at 100%
-    } else {
-      j.p_value = stats::two_proportion_p_value(e, n, es, ns, j.max_error_rate_increase);
-      std::string stable_rate =
-          "stable " + rate(j.stable.error_rate) + " (" + fraction(es, ns) + ")";
-      if (j.max_error_rate_increase > 0)
-        stable_rate += " + max_error_rate_increase " + rate(j.max_error_rate_increase);
-      if (j.p_value < j.fail_below)
-        fails.push_back("error rate " + rate(j.canary.error_rate) + " higher than " + stable_rate +
-                        " (p=" + pvalue(j.p_value) + " < " + pvalue(j.fail_below) + ")");
-      else
-        notes.push_back("not shown higher than " + stable_rate + " (p=" + pvalue(j.p_value) +
-                        " >= " + pvalue(j.fail_below) + ")");
-    }
+  if (p_.compare_to_stable && r.relative.active)
+    notes.push_back("against stable: " + pass_text(r.relative, number(r.relative.pass_factor) +
+                                                                   "x stable's error rate"));
+  else if (p_.compare_to_stable)
+    notes.push_back("no stable traffic to compare with yet");
+  if (r.absolute.active) {
+    const double limit_at_weight =
+        r.absolute.pass_factor * p_.max_error_rate / p_.max_error_rate_ratio;
+    notes.push_back("against max_error_rate: " +
+                    pass_text(r.absolute, "an error rate of " + rate(limit_at_weight)));
   }
+  if (policy.judge_latency)
+    notes.push_back("latency: " +
+                    pass_text(r.latency, "more than " + rate(r.latency.pass_factor * 0.01) +
+                                             " of requests over max_p99_latency " +
+                                             millis(j.max_p99_seconds)));
+  if (r.dispersion > 1.05)
+    notes.push_back("errors cluster: dispersion " + number(r.dispersion) + " (evidence counts 1/" +
+                    number(r.dispersion) + " per error)");
+  if (!enough)
+    notes.push_back("the step has " + std::to_string(s_.step_canary_requests) +
+                    " canary requests < min_requests " + std::to_string(p_.min_requests));
+  if (!std::isnan(j.requests_to_pass))
+    notes.push_back("about " + printf_string("%.0f", std::ceil(j.requests_to_pass)) +
+                    " more canary requests to pass at this traffic if the canary is as good as "
+                    "stable");
 
-  if (p_.max_p99_latency) {
-    const std::string limit = "max_p99_latency " + millis(j.max_p99_seconds);
-    if (std::isnan(canary.p99_seconds))
-      notes.push_back("p99 unknown");
-    else if (canary.requests < needed)
-      notes.push_back("p99 not judged: " + std::to_string(canary.requests) +
-                      " requests in this window");
-    else if (canary.p99_seconds > j.max_p99_seconds)
-      fails.push_back("p99 " + millis(canary.p99_seconds) + " > " + limit + " (stable " +
-                      (std::isnan(stable.p99_seconds) ? "n/a" : millis(stable.p99_seconds)) + ")");
-    else
-      notes.push_back("p99 " + millis(canary.p99_seconds) + " <= " + limit);
-  }
-
-  if (!fails.empty()) {
+  if (fail) {
     j.verdict = Verdict::fail;
-    j.reason = join(fails);
-  } else if (!doubt.empty()) {
-    j.verdict = Verdict::inconclusive;
-    notes.insert(notes.begin(), doubt);
-    j.reason = join(notes);
+    j.reason = join(fails) + "; " + window;
+  } else if (r.stable_breach) {
+    j.verdict = Verdict::hold;
+    j.reason = "holding: stable itself above max_error_rate " + rate(p_.max_error_rate) +
+               " in this window (" + fraction(j.stable.errors, j.stable.requests) +
+               ", p=" + pvalue(r.stable_breach_p) + "), not the canary's fault; " + window;
   } else {
-    j.verdict = Verdict::pass;
+    j.verdict = errors_pass && latency_pass && enough ? Verdict::pass : Verdict::inconclusive;
+    notes.push_back(window);
     j.reason = join(notes);
   }
+  s_.consecutive_passes = j.verdict == Verdict::pass ? s_.consecutive_passes + 1 : 0;
+  // A failure count lasts while a test stays over its bar.
+  s_.consecutive_failures = j.verdict == Verdict::fail ? s_.consecutive_failures + 1
+                                                       : (over ? s_.consecutive_failures : 0);
   return j;
 }
 
@@ -355,6 +420,7 @@ RolloutController::TickResult RolloutController::pause(TimePoint now) {
   }
   transition(now, RolloutState::paused, s_.weight_bp,
              "paused by operator at " + weight(s_.weight_bp), out);
+  reset_evidence();
   return out;
 }
 
@@ -409,6 +475,7 @@ RolloutController::TickResult RolloutController::set_weight(std::uint32_t weight
     return out;
   }
   const std::string what = "weight set to " + weight(weight_bp) + " by operator";
+  reset_evidence();
   switch (s_.state) {
     case RolloutState::progressing:
       if (weight_bp == 0)

@@ -1,36 +1,23 @@
-// The rollout controller (DESIGN.md "Rollout controller") as pure logic: it judges the canary
-// from window statistics it is given, at the times it is given, and moves the weight. The proxy
-// runs tick() every `interval`, persists status() and maps the admin API onto the actions.
+// The rollout controller (docs/analysis.md) as pure logic: it judges the canary from the window
+// statistics it is given, at the times it is given, and moves the weight. The proxy runs tick()
+// every `interval`, persists status() and maps the admin API onto the actions.
 //
-// How a tick judges (why: a handful of errors at low traffic must not roll back a healthy
-// canary, yet a bad one must be caught within a few windows; one window of 100 requests cannot
-// tell 0.5% from 1%, so evidence has to accumulate):
-//  - Evidence accumulates over all windows of the current step (it restarts when the weight
-//    changes or the rollout resumes), and judgements within a step are numbered k = 1, 2, ...
-//  - A judgement needs `min_requests` canary requests since the previous one; windows with
-//    fewer are inconclusive and carry their requests over (low traffic judges less often).
-//  - max_error_rate: p = P(X >= errors | step requests, max_error_rate), the exact binomial
-//    p-value of "the canary's rate is above the limit". FAIL when p < (1 - confidence)/(k(k+1));
-//    PASS when p >= 1/(k+1); INCONCLUSIVE in between. The fail levels sum to 1 - confidence
-//    (alpha spending), so the chance of ever failing a canary exactly at the limit during a
-//    step stays below 1 - confidence however many judgements it takes; the pass level makes
-//    the first judgement pass only when the observed rate is within the limit (p >= 1/2) and
-//    gives later ones more benefit of the doubt, so a step does not wait forever. The exact tail is
-//    used because Wilson's bound is too eager at a handful of errors (3 in 100 "exceeds" 1% at
-//    95%).
-//  - compare_to_stable: FAIL when the one-sided two-proportion test (Agresti-Caffo, over the
-//    step's counts) gives p < (1 - confidence)/(k(k+1)) for "canary - stable >
-//    max_error_rate_increase" (default 0). It only fails: a canary no worse than stable is never
-//    held back by it. Skipped while stable has no requests (at 100%).
-//  - max_p99_latency: FAIL when this window's p99 exceeds it; checked only for windows that
-//    themselves hold `min_requests` canary requests (a p99 of a few requests is noise).
-//  - `consecutive_successes` passes in a row -> next step (past the last: promoted, 100%);
-//    `failure_limit` failures in a row -> rolled_back (0%). A pass resets the failure count, a
-//    failure the pass count; inconclusive judgements change neither.
-// tests/sim/rollout_sim.cpp measures the outcome: with steps [1,5,10,25,50,100],
-// max_error_rate 0.01, consecutive_successes 2 and the defaults, at 100 canary requests per
-// window, a canary at 0.5% errors is practically never rolled back and one at 5% always is,
-// at 1%, after a median of 2 windows.
+// Every window is one judgement by the sequential analysis (routing/canary_evidence.hpp), whose
+// evidence is kept over the whole rollout (the weight moving between windows does not bias it)
+// and restarts with a new rollout or an operator's action:
+//  - fail: the canary is worse than stable by max_error_rate_ratio or above max_error_rate
+//    (evidence over the bar, with this window pointing the same way), its requests are slower
+//    than max_p99_latency in more than 1%, or this window alone is significantly above
+//    max_error_rate while stable's is not;
+//  - hold: stable's window is itself significantly above max_error_rate (an outage on both
+//    versions is not the canary's fault; the rollout continues when stable recovers);
+//  - pass: the evidence rules out, at this weight, a regression against stable or an error
+//    rate at the limit (and a p99 over max_p99_latency), and the step has min_requests canary
+//    requests;
+//  - inconclusive otherwise (the judgement says how many more canary requests it needs).
+// `consecutive_successes` passes in a row move to the next step (past the last: promoted,
+// 100%); `failure_limit` failures in a row roll back (0%); a failure count lasts while a test
+// stays over its bar, anything else ends a run of passes.
 #pragma once
 
 #include <chrono>
@@ -42,6 +29,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
+#include "routing/canary_evidence.hpp"
 
 namespace gp::routing {
 
@@ -57,19 +45,34 @@ struct VersionWindow {
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
   double p99_seconds = std::numeric_limits<double>::quiet_NaN();  // NaN when unknown
+  // The A/A half (users in even cohort buckets) and the requests slower than max_p99_latency.
+  std::uint64_t half_requests = 0;
+  std::uint64_t half_errors = 0;
+  std::uint64_t slow = 0;
 };
 
-enum class Verdict : std::uint8_t { pass, fail, inconclusive };
+enum class Verdict : std::uint8_t { pass, fail, inconclusive, hold };
 const char* to_string(Verdict v);
+std::optional<Verdict> parse_verdict(std::string_view s);
 
 // One version as a judgement saw it.
 struct VersionStats {
   std::uint64_t requests = 0;  // this window
   std::uint64_t errors = 0;
+  std::uint64_t slow = 0;           // this window, over max_p99_latency
   std::uint64_t step_requests = 0;  // accumulated over the current step, this window included
   std::uint64_t step_errors = 0;
   double error_rate = std::numeric_limits<double>::quiet_NaN();   // step_errors / step_requests
   double p99_seconds = std::numeric_limits<double>::quiet_NaN();  // this window
+};
+
+// One sequential test as a judgement read it (NaN: not run).
+struct TestStats {
+  double evidence = std::numeric_limits<double>::quiet_NaN();       // log e-value; over at `bar`
+  double bar = std::numeric_limits<double>::quiet_NaN();            // log(1 / (1 - confidence))
+  double pass_evidence = std::numeric_limits<double>::quiet_NaN();  // passes at <= pass_bound
+  double pass_bound = std::numeric_limits<double>::quiet_NaN();     // log(1 - power)
+  double pass_factor = std::numeric_limits<double>::quiet_NaN();    // what a pass rules out
 };
 
 // Every number behind one decision next to its threshold, so /status and the log explain it.
@@ -79,30 +82,27 @@ struct Judgement {
   std::string reason;  // the checks that decided, with measured values and thresholds
   int step_index = 0;
   std::uint32_t weight_bp = 0;
-  std::uint32_t window = 0;        // 1-based window number within the step
-  std::uint32_t judgement = 0;     // k: 1-based judgement number within the step; 0 = too few
-  std::uint64_t new_requests = 0;  // canary requests since the previous judgement
+  std::uint32_t window = 0;  // 1-based window number within the step
   VersionStats canary;
   VersionStats stable;
-  // Levels for this judgement (NaN when too few requests): fail when a p-value is below
-  // fail_below = (1 - confidence) / (k(k+1)); the error-rate check passes from pass_from =
-  // 1/(k+1) up.
-  double fail_below = std::numeric_limits<double>::quiet_NaN();
-  double pass_from = std::numeric_limits<double>::quiet_NaN();
-  // max_error_rate: exact binomial p-value of "canary's step error rate > max_error_rate", and
-  // the exact (Clopper-Pearson) bounds of that rate at confidence 1 - fail_below (so "lower
-  // bound > max_error_rate" is the same statement as the failure). NaN / {0, 1}: not judged.
-  double error_rate_p_value = std::numeric_limits<double>::quiet_NaN();
-  double error_rate_lower = 0;
-  double error_rate_upper = 1;
-  // compare_to_stable: p-value of "canary - stable > max_error_rate_increase" (NaN: not run).
-  double p_value = std::numeric_limits<double>::quiet_NaN();
+  double dispersion = 1;  // phi: errors vary this many times more than binomially
+  TestStats relative;     // canary against stable (pass_factor: the error rate ratio)
+  TestStats absolute;     // canary against max_error_rate (pass_factor: x max_error_rate)
+  TestStats latency;      // share over max_p99_latency against 1% (pass_factor: x 1%)
+  // This window against max_error_rate: exact tails of "the rate is above the limit".
+  double canary_breach_p = std::numeric_limits<double>::quiet_NaN();
+  double stable_breach_p = std::numeric_limits<double>::quiet_NaN();
+  // Canary requests the step still needs to pass at this traffic if the canary is as good as
+  // stable (NaN: passed, or cannot tell).
+  double requests_to_pass = std::numeric_limits<double>::quiet_NaN();
   // Thresholds in force.
   std::uint64_t min_requests = 0;
   double max_error_rate = 0;
+  double max_error_rate_ratio = 0;
   double confidence = 0;
+  double compare_confidence = 0;
+  double power = 0;
   bool compare_to_stable = false;
-  double max_error_rate_increase = 0;
   double max_p99_seconds = std::numeric_limits<double>::quiet_NaN();  // NaN: no limit
   // Counters after this judgement.
   std::uint32_t consecutive_passes = 0;
@@ -118,14 +118,14 @@ struct RolloutStatus {
   int step_index = 0;
   std::uint32_t consecutive_passes = 0;
   std::uint32_t consecutive_failures = 0;
-  // Evidence for the current step.
+  // The current step's traffic.
   std::uint32_t step_windows = 0;  // windows ticked
   std::uint64_t step_canary_requests = 0;
   std::uint64_t step_canary_errors = 0;
   std::uint64_t step_stable_requests = 0;
   std::uint64_t step_stable_errors = 0;
-  std::uint64_t pending_canary_requests = 0;  // since the last judgement
-  std::uint32_t step_judgements = 0;          // judgements with enough requests (k)
+  std::uint32_t holds = 0;     // hold verdicts in this rollout
+  EvidenceState evidence;      // the rollout's evidence, kept across steps
   TimePoint judge_from{};      // windows ticked before this are ignored (start_delay)
   TimePoint since{};           // last transition (state or weight)
   std::string reason;          // why that transition happened
@@ -149,15 +149,15 @@ class RolloutController {
   // ticked before now + start_delay are not judged.
   RolloutController(config::Rollout policy, std::uint32_t initial_weight_bp, TimePoint now);
   // Resumes a persisted status under a (possibly reloaded) policy: the step index is
-  // recomputed from the weight, and the step's evidence is dropped if that moved it.
+  // recomputed from the weight, and the step's counts are dropped if that moved it.
   RolloutController(config::Rollout policy, RolloutStatus restored);
 
   // Judges one window when progressing (ignored otherwise). Called every `interval`.
   TickResult tick(TimePoint now, const VersionWindow& canary, const VersionWindow& stable);
 
-  // Operator actions.
+  // Operator actions (each restarts the evidence: the operator may have changed the canary).
   TickResult pause(TimePoint now);    // progressing -> paused
-  TickResult resume(TimePoint now);   // paused or idle -> progressing, evidence restarts
+  TickResult resume(TimePoint now);   // paused or idle -> progressing
   TickResult promote(TimePoint now);  // any -> promoted at 100%
   TickResult abort(TimePoint now);    // any -> rolled_back at 0%
   // An operator's weight wins and the rollout continues from there: progressing and paused
@@ -175,6 +175,7 @@ class RolloutController {
   void advance(TimePoint now, const Judgement& j, TickResult& out);
   void begin_progress(TimePoint now);
   void reset_step();
+  void reset_evidence();
   void transition(TimePoint now, RolloutState state, std::uint32_t weight_bp, std::string reason,
                   TickResult& out);
   int step_for(std::uint32_t weight_bp) const;

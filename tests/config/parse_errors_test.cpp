@@ -71,8 +71,8 @@ TEST(ParseErrors, UnknownKeys) {
   EXPECT_EQ(error_of(kRollout + "      steps: [100]\n      max_p95_latency: 1s\n"),
             "t.yaml:18:7: routes[0].rollout.max_p95_latency: unknown key (expected one of: steps, "
             "step_weight, max_weight, start_delay, interval, min_requests, max_error_rate, "
-            "max_error_rate_increase, max_p99_latency, failure_limit, consecutive_successes, "
-            "compare_to_stable, confidence)");
+            "max_error_rate_ratio, max_error_rate_increase, max_p99_latency, failure_limit, "
+            "consecutive_successes, compare_to_stable, confidence, power)");
 }
 
 TEST(ParseErrors, DuplicateKey) {

@@ -81,8 +81,8 @@ TEST(ParseValid, DesignExample) {
   EXPECT_EQ(ro.max_p99_latency, 300ms);
   EXPECT_EQ(ro.failure_limit, 2u);
   EXPECT_EQ(ro.consecutive_successes, 1u);
-  EXPECT_FALSE(ro.compare_to_stable);
-  EXPECT_DOUBLE_EQ(ro.confidence, 0.95);
+  EXPECT_TRUE(ro.compare_to_stable);
+  EXPECT_DOUBLE_EQ(ro.confidence, 0.995);
 }
 
 TEST(ParseValid, EveryField) {
@@ -155,7 +155,10 @@ TEST(ParseValid, EveryField) {
   rollout.failure_limit = 3;
   rollout.consecutive_successes = 2;
   rollout.compare_to_stable = true;
+  rollout.compare_confidence = 0.999;
   rollout.confidence = 0.99;
+  rollout.max_error_rate_ratio = 3;
+  rollout.power = 0.9;
   EXPECT_EQ(r.rollout, rollout);
 
   const Route& plain = c.routes[1];
@@ -165,7 +168,7 @@ TEST(ParseValid, EveryField) {
   EXPECT_EQ(plain.canary, "");
   EXPECT_FALSE(plain.split);
   EXPECT_FALSE(plain.rollout);
-  EXPECT_EQ(plain.mark.line, 74);
+  EXPECT_EQ(plain.mark.line, 76);
 }
 
 constexpr const char* kMinimal = R"(

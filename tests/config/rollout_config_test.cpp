@@ -1,5 +1,5 @@
 // The rollout keys added for the controller: step_weight/max_weight, compare_to_stable as a map,
-// max_error_rate_increase and start_delay, valid and invalid.
+// max_error_rate_ratio, power and start_delay, valid and invalid.
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
@@ -85,27 +85,25 @@ TEST(RolloutConfig, StepWeightRanges) {
 
 TEST(RolloutConfig, CompareToStableBoolOrMap) {
   const Rollout plain = rollout_of("      steps: [100]\n");
-  EXPECT_FALSE(plain.compare_to_stable);
-  EXPECT_FALSE(plain.max_error_rate_increase);
-  EXPECT_DOUBLE_EQ(plain.confidence, 0.95);
+  EXPECT_TRUE(plain.compare_to_stable);  // on unless turned off
+  EXPECT_FALSE(plain.compare_confidence);
+  EXPECT_DOUBLE_EQ(plain.confidence, 0.995);
+  EXPECT_DOUBLE_EQ(plain.power, 0.95);
+  EXPECT_DOUBLE_EQ(plain.max_error_rate_ratio, 2);
   EXPECT_EQ(plain.start_delay, 0ms);
 
-  const Rollout on = rollout_of("      steps: [100]\n      compare_to_stable: true\n");
-  EXPECT_TRUE(on.compare_to_stable);
-  EXPECT_DOUBLE_EQ(on.confidence, 0.95);
+  EXPECT_EQ(plain, rollout_of("      steps: [100]\n      compare_to_stable: true\n"));
 
-  const Rollout map =
-      rollout_of("      steps: [100]\n      compare_to_stable: {confidence: 0.99}\n");
+  // The comparison's own confidence, apart from the absolute checks' `confidence`.
+  const Rollout map = rollout_of(
+      "      steps: [100]\n      confidence: 0.99\n      compare_to_stable: {confidence: 0.999}\n");
   EXPECT_TRUE(map.compare_to_stable);
   EXPECT_DOUBLE_EQ(map.confidence, 0.99);
+  EXPECT_EQ(map.compare_confidence, 0.999);
 
   const Rollout empty_map = rollout_of("      steps: [100]\n      compare_to_stable: {}\n");
   EXPECT_TRUE(empty_map.compare_to_stable);
-  EXPECT_DOUBLE_EQ(empty_map.confidence, 0.95);
-
-  // The map form and the flat keys mean the same thing, so a reload sees no change.
-  EXPECT_EQ(map, rollout_of("      steps: [100]\n      compare_to_stable: true\n"
-                            "      confidence: 0.99\n"));
+  EXPECT_FALSE(empty_map.compare_confidence);
   EXPECT_FALSE(
       rollout_of("      steps: [100]\n      compare_to_stable: false\n").compare_to_stable);
 }
@@ -123,29 +121,23 @@ TEST(RolloutConfig, CompareToStableErrors) {
   EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: {confidence: 1}\n"),
             "t.yaml:18:39: routes[0].rollout.compare_to_stable.confidence: must be between 0.5 "
             "and 0.9999, got 1");
-  EXPECT_EQ(error_of("      steps: [100]\n      confidence: 0.9\n"
-                     "      compare_to_stable: {confidence: 0.99}\n"),
-            "t.yaml:19:27: routes[0].rollout.compare_to_stable.confidence: duplicate of "
-            "routes[0].rollout.confidence (at line 18); give it once");
 }
 
-TEST(RolloutConfig, MaxErrorRateIncrease) {
-  const Rollout r = rollout_of("      steps: [100]\n      max_error_rate_increase: 0.005\n");
-  EXPECT_EQ(r.max_error_rate_increase, 0.005);
-  EXPECT_TRUE(r.compare_to_stable);  // implied
-  const Rollout both = rollout_of(
-      "      steps: [100]\n      max_error_rate_increase: 0\n"
-      "      compare_to_stable: {confidence: 0.999}\n");
-  EXPECT_EQ(both.max_error_rate_increase, 0.0);
-  EXPECT_DOUBLE_EQ(both.confidence, 0.999);
-
-  EXPECT_EQ(error_of("      steps: [100]\n      compare_to_stable: false\n"
-                     "      max_error_rate_increase: 0.01\n"),
-            "t.yaml:19:7: routes[0].rollout.max_error_rate_increase: needs the comparison with "
-            "stable, but compare_to_stable is false (at line 18)");
-  EXPECT_EQ(error_of("      steps: [100]\n      max_error_rate_increase: -0.1\n"),
-            "t.yaml:18:32: routes[0].rollout.max_error_rate_increase: must be between 0 and 1, "
-            "got -0.1");
+TEST(RolloutConfig, RatioAndPower) {
+  const Rollout r =
+      rollout_of("      steps: [100]\n      max_error_rate_ratio: 1.5\n      power: 0.99\n");
+  EXPECT_DOUBLE_EQ(r.max_error_rate_ratio, 1.5);
+  EXPECT_DOUBLE_EQ(r.power, 0.99);
+  EXPECT_EQ(error_of("      steps: [100]\n      max_error_rate_ratio: 1\n"),
+            "t.yaml:18:29: routes[0].rollout.max_error_rate_ratio: must be between 1.01 and "
+            "1000, got 1");
+  EXPECT_EQ(error_of("      steps: [100]\n      power: 0.3\n"),
+            "t.yaml:18:14: routes[0].rollout.power: must be between 0.5 and 0.9999, got 0.3");
+  // The absolute increase over stable is gone, with a pointer to what replaced it.
+  EXPECT_EQ(error_of("      steps: [100]\n      max_error_rate_increase: 0.005\n"),
+            "t.yaml:18:7: routes[0].rollout.max_error_rate_increase: replaced by "
+            "max_error_rate_ratio: the canary is compared with stable as a ratio of error rates "
+            "on the same windows (docs/analysis.md)");
 }
 
 TEST(RolloutConfig, StartDelay) {
@@ -161,7 +153,7 @@ TEST(RolloutConfig, IssueExample) {
       "      interval: 30s\n"
       "      min_requests: 50\n"
       "      max_error_rate: 0.01\n"
-      "      max_error_rate_increase: 0.005\n"
+      "      max_error_rate_ratio: 1.5\n"
       "      max_p99_latency: 300ms\n"
       "      failure_limit: 2\n"
       "      consecutive_successes: 2\n"
@@ -172,13 +164,13 @@ TEST(RolloutConfig, IssueExample) {
   expected.interval = 30s;
   expected.min_requests = 50;
   expected.max_error_rate = 0.01;
-  expected.max_error_rate_increase = 0.005;
+  expected.max_error_rate_ratio = 1.5;
   expected.max_p99_latency = 300ms;
   expected.failure_limit = 2;
   expected.consecutive_successes = 2;
   expected.start_delay = 1min;
   expected.compare_to_stable = true;
-  expected.confidence = 0.99;
+  expected.compare_confidence = 0.99;
   EXPECT_EQ(r, expected);
 }
 

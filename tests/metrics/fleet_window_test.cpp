@@ -56,6 +56,23 @@ TEST(FleetWindows, SumsMembersIncludingTheirHistograms) {
   EXPECT_EQ((*next)[kStable].requests, 160u);
 }
 
+TEST(FleetWindows, SumsTheAaHalves) {
+  FleetWindows w;
+  Snapshot a = totals(0, 0);
+  Snapshot b = totals(0, 0);
+  (void)w.advance("shop", {member("a", a, a), member("b", b, b)});
+  a = totals(100, 10);
+  a.half_requests = 50;
+  a.half_errors_5xx = 8;
+  b = totals(60, 6);
+  b.half_requests = 30;
+  b.half_errors_5xx = 1;
+  auto next = w.advance("shop", {member("a", totals(0, 0), a), member("b", totals(0, 0), b)});
+  ASSERT_TRUE(next);
+  EXPECT_EQ((*next)[kCanary].half_requests, 80u);
+  EXPECT_EQ((*next)[kCanary].half_errors_5xx, 9u);
+}
+
 TEST(FleetWindows, AReportReadTwiceCountsOnce) {
   FleetWindows w;
   (void)w.advance("shop", {member("a", totals(0, 0), totals(0, 0))});

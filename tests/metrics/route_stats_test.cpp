@@ -41,6 +41,21 @@ TEST(RouteStats, ShardsAreSummedPerVersion) {
   EXPECT_DOUBLE_EQ(snap.sum_seconds, 0.022);
 }
 
+TEST(RouteStats, CountsTheAaHalf) {
+  Metrics m(2, "v");
+  RouteStats& r = m.route("shop");
+  r.record(0, Version::canary, 200, 1ms, true);
+  r.record(1, Version::canary, 503, 1ms, true);
+  r.record(1, Version::canary, 500, 1ms, false);
+  r.record(0, Version::canary, 404, 1ms, false);
+  const Snapshot s = r.totals(Version::canary);
+  EXPECT_EQ(s.requests, 4u);
+  EXPECT_EQ(s.errors_5xx, 2u);
+  EXPECT_EQ(s.half_requests, 2u);
+  EXPECT_EQ(s.half_errors_5xx, 1u);
+  EXPECT_EQ(r.totals(Version::stable).half_requests, 0u);
+}
+
 TEST(RouteStats, SumRoundsToMicrosecondsAndIgnoresNegativeLatency) {
   Metrics m(1, "v");
   RouteStats& r = m.route("x");

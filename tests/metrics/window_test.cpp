@@ -21,6 +21,41 @@ std::size_t at(double seconds) {
   return 0;
 }
 
+TEST(CountAbove, ExactAtABoundInterpolatedInside) {
+  Window w;
+  w.bucket_counts[at(0.25)] = 50;     // (0.2, 0.25]
+  w.bucket_counts[at(0.3)] = 40;      // (0.25, 0.3]
+  w.bucket_counts[at(0.5)] = 10;      // (0.4, 0.5]
+  w.bucket_counts[kBuckets - 1] = 2;  // +Inf
+  w.requests = 102;
+  EXPECT_EQ(count_above(w, 0.3), 12u);
+  EXPECT_EQ(count_above(w, 0.25), 52u);
+  EXPECT_EQ(count_above(w, 0.275), 32u);  // half of (0.25, 0.3] is above
+  EXPECT_EQ(count_above(w, 0.45), 7u);    // 5 of (0.4, 0.5] plus +Inf
+  EXPECT_EQ(count_above(w, 1000), 2u);    // only +Inf
+  EXPECT_EQ(count_above(w, 0), 102u);
+  EXPECT_EQ(count_above(w, std::nan("")), 102u);
+  EXPECT_EQ(count_above(Window{}, 0.3), 0u);
+}
+
+TEST(Delta, CarriesTheAaHalfClamped) {
+  Snapshot before;
+  before.requests = 10;
+  before.errors_5xx = 2;
+  before.half_requests = 4;
+  before.half_errors_5xx = 1;
+  Snapshot now = before;
+  now.requests = 30;
+  now.errors_5xx = 5;
+  now.half_requests = 14;
+  now.half_errors_5xx = 5;  // read ahead of errors_5xx: clamped to the window's 3
+  const Window w = delta(now, before);
+  EXPECT_EQ(w.half_requests, 10u);
+  EXPECT_EQ(w.half_errors_5xx, 3u);
+  now.half_requests = 3;  // went down: a reset, the window is `now` alone
+  EXPECT_EQ(delta(now, before).requests, 30u);
+}
+
 TEST(Quantile, InterpolatesLinearlyInsideTheBucket) {
   Window w;
   // 100 observations: 50 in (0.2, 0.25], 40 in (0.25, 0.3], 10 in (0.4, 0.5].

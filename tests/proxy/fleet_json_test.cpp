@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace gp::proxy {
 namespace {
 
@@ -44,7 +46,8 @@ TEST(FleetJson, RouteDocRoundTripKeepsJudgements) {
   p.steps_bp = {1000, 5000, 10000};
   p.min_requests = 10;
   routing::RolloutController ctl(p, 1000, kT0);
-  (void)ctl.tick(kT0 + std::chrono::seconds(30), {100, 0, 0.01}, {900, 1, 0.01});
+  (void)ctl.tick(kT0 + std::chrono::seconds(30), {1000, 0, 0.01, 500, 0, 0},
+                 {9000, 10, 0.01, 4500, 6, 0});
   RouteDoc d;
   d.seq = 5;
   d.writer = "edge-2:9901";
@@ -64,7 +67,17 @@ TEST(FleetJson, RouteDocRoundTripKeepsJudgements) {
   EXPECT_EQ(back.rollout->step_index, 1);
   ASSERT_EQ(back.rollout->last.size(), 1u);
   EXPECT_EQ(back.rollout->last[0].verdict, routing::Verdict::pass);
-  EXPECT_EQ(back.rollout->last[0].canary.requests, 100u);
+  EXPECT_EQ(back.rollout->last[0].canary.requests, 1000u);
+  // The evidence travels with the document: the next leader continues it.
+  const routing::EvidenceState& e = back.rollout->evidence;
+  EXPECT_TRUE(e.relative_active);
+  for (std::size_t j = 0; j < e.relative.size(); ++j)
+    EXPECT_NEAR(e.relative[j], ctl.status().evidence.relative[j], 1e-9) << j;
+  EXPECT_NEAR(e.dispersion_num, ctl.status().evidence.dispersion_num, 1e-9);
+  EXPECT_GT(e.dispersion_den, 0);
+  EXPECT_DOUBLE_EQ(e.ratio, 2);
+  EXPECT_TRUE(std::isnan(back.rollout->last[0].requests_to_pass));
+  EXPECT_DOUBLE_EQ(back.rollout->last[0].relative.pass_factor, 4);
 }
 
 TEST(FleetJson, RouteDocWithoutRollout) {

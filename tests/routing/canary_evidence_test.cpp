@@ -91,7 +91,7 @@ TEST(CanaryEvidence, PassRatioFollowsTheWeight) {
   for (const auto& [weight, ratio] :
        {std::pair{1.0, 2.0}, {0.5, 2.0}, {0.25, 2.0}, {0.1, 4.0}, {0.05, 8.0}, {0.01, 32.0}}) {
     CanaryEvidence ev(policy());
-    EXPECT_DOUBLE_EQ(ev.add(counts(100, 0), counts(100, 1), weight).relative.pass_ratio, ratio)
+    EXPECT_DOUBLE_EQ(ev.add(counts(100, 0), counts(100, 1), weight).relative.pass_factor, ratio)
         << weight;
   }
 }

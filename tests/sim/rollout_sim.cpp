@@ -84,11 +84,15 @@ class PerWindowThreshold {
 // The canary sees a fixed 100 requests per interval; stable the rest of the traffic.
 template <typename Controller>
 Outcome run(const Scenario& sc, int rollouts, std::uint64_t seed) {
-  const gp::sim::Traffic traffic{.canary_error = sc.canary_error_rate,
-                                 .stable_error = sc.stable_error_rate,
-                                 .canary_requests = kCanaryPerInterval,
-                                 .canary_latency = sc.canary_latency,
-                                 .stable_latency = sc.stable_latency};
+  const gp::sim::Traffic traffic{
+      .canary_error = sc.canary_error_rate,
+      .stable_error = sc.stable_error_rate,
+      .canary_requests = kCanaryPerInterval,
+      .canary_latency = sc.canary_latency,
+      .stable_latency = sc.stable_latency,
+      .latency_limit_seconds = std::chrono::duration<double>(
+                                   sc.policy.max_p99_latency.value_or(std::chrono::milliseconds(0)))
+                                   .count()};
   return gp::sim::simulate<Controller>(sc.policy, rollouts, seed, kMaxIntervals, traffic);
 }
 

@@ -104,11 +104,6 @@ struct Tick {
 struct Windows {
   VersionWindow canary;
   VersionWindow stable;
-  // The same traffic as the sequential analysis counts it: with the A/A half and the requests
-  // slower than Traffic::latency_limit_seconds (drawn from the auxiliary generator, so the
-  // draws above are the same whether or not these are used).
-  routing::VersionCounts canary_counts;
-  routing::VersionCounts stable_counts;
 };
 
 // What both versions see in one interval whatever the canary does: the load on the service and
@@ -156,19 +151,19 @@ struct Traffic {
     return w;
   }
 
-  // The windows above plus what only the sequential analysis reads, from `aux`.
+  // With the A/A half and the requests over latency_limit_seconds, drawn from `aux` so that
+  // the draws above do not depend on them.
   Windows operator()(const Tick& t, Rng& rng, Rng& aux) const {
     Windows w = (*this)(t, rng);
-    auto counts = [&](const VersionWindow& v, const std::optional<Latency>& latency) {
-      routing::VersionCounts c;
-      c.all = {v.requests, v.errors};
-      c.half = half_of(v.requests, v.errors, session, aux);
+    auto extend = [&](VersionWindow& v, const std::optional<Latency>& latency) {
+      const routing::Counts half = half_of(v.requests, v.errors, session, aux);
+      v.half_requests = half.requests;
+      v.half_errors = half.errors;
       if (latency && latency_limit_seconds > 0)
-        c.slow = slow_count(v.requests, *latency, latency_limit_seconds, aux);
-      return c;
+        v.slow = slow_count(v.requests, *latency, latency_limit_seconds, aux);
     };
-    w.canary_counts = counts(w.canary, canary_latency);
-    w.stable_counts = counts(w.stable, stable_latency);
+    extend(w.canary, canary_latency);
+    extend(w.stable, stable_latency);
     return w;
   }
 };
@@ -222,10 +217,10 @@ inline std::string inconsistency(const Windows& w) {
     if (!std::isnan(v->p99_seconds) && !(v->p99_seconds > 0 && std::isfinite(v->p99_seconds)))
       return "window with an invalid p99";
   }
-  for (const routing::VersionCounts* c : {&w.canary_counts, &w.stable_counts}) {
-    if (c->half.requests > c->all.requests || c->half.errors > c->all.errors ||
-        c->half.errors > c->half.requests || c->slow > c->all.requests)
-      return "counts with a half or slow count larger than the whole";
+  for (const VersionWindow* v : {&w.canary, &w.stable}) {
+    if (v->half_requests > v->requests || v->half_errors > v->errors ||
+        v->half_errors > v->half_requests || v->slow > v->requests)
+      return "window with a half or slow count larger than the whole";
   }
   return {};
 }
@@ -250,17 +245,10 @@ Outcome simulate(const config::Rollout& policy, int rollouts, std::uint64_t seed
       ++interval;
       const auto now = t0 + interval * policy.interval;
       const Tick tick{r, interval, c.weight_bp()};
-      if constexpr (requires(const Windows& w) { c.tick(now, w); }) {
-        const Windows w = traffic(tick, rng, aux);
-        out.malformed = inconsistency(w);
-        if (!out.malformed.empty()) break;
-        c.tick(now, w);
-      } else {
-        const Windows w = traffic(tick, rng);
-        out.malformed = inconsistency(w);
-        if (!out.malformed.empty()) break;
-        c.tick(now, w.canary, w.stable);
-      }
+      const Windows w = traffic(tick, rng, aux);
+      out.malformed = inconsistency(w);
+      if (!out.malformed.empty()) break;
+      c.tick(now, w.canary, w.stable);
       out.malformed = inconsistency(c, policy);
       if (c.state() == RolloutState::progressing) highest = std::max(highest, c.weight_bp());
     }
