@@ -139,7 +139,7 @@ struct Split {
   friend bool operator==(const Split&, const Split&) = default;
 };
 
-// How routing::RolloutController moves the canary weight (DESIGN.md "Rollout controller").
+// How routing::RolloutController moves the canary weight (docs/analysis.md).
 struct Rollout {
   // Ascending, in (0, 10000]; passing at the last step promotes (weight 10000) even when it is
   // below 100%. Written as `steps: [...]`, or generated from `step_weight` + `max_weight`
@@ -165,6 +165,9 @@ struct Rollout {
   // 1 - the chance of passing a step (from 25% up) with a canary at a limit.
   double power = 0.95;
   Duration start_delay{0};  // windows before this are not judged (warm-up); 0 = none
+  // `mode: analyze`: judge and report (logs, /status, metrics) without moving the weight, to
+  // trial a policy on live traffic; `mode: progressive` (default) moves it.
+  bool analyze_only = false;
   friend bool operator==(const Rollout&, const Rollout&) = default;
 };
 

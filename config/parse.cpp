@@ -532,10 +532,11 @@ class Parser {
   }
 
   Rollout rollout(const Value& v) {
-    const Map m = r_.map(
-        v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
-            "max_error_rate", "max_error_rate_ratio", "max_error_rate_increase", "max_p99_latency",
-            "failure_limit", "consecutive_successes", "compare_to_stable", "confidence", "power"});
+    const Map m =
+        r_.map(v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
+                   "max_error_rate", "max_error_rate_ratio", "max_error_rate_increase",
+                   "max_p99_latency", "failure_limit", "consecutive_successes", "compare_to_stable",
+                   "confidence", "power", "mode"});
     Rollout out;
     steps(m, out);
     if (const Value* x = m.find("start_delay")) out.start_delay = r_.duration(*x);
@@ -549,6 +550,8 @@ class Parser {
               "replaced by max_error_rate_ratio: the canary is compared with stable as a ratio "
               "of error rates on the same windows (docs/analysis.md)");
     if (const Value* x = m.find("power")) out.power = r_.number(*x, 0.5, 0.9999);
+    if (const Value* x = m.find("mode"))
+      out.analyze_only = r_.choice(*x, {"progressive", "analyze"}) == 1;
     if (const Value* x = m.find("max_p99_latency")) out.max_p99_latency = r_.positive_duration(*x);
     if (const Value* x = m.find("failure_limit"))
       out.failure_limit = static_cast<std::uint32_t>(r_.integer(*x, 1, kU32Max));

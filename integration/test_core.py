@@ -547,7 +547,7 @@ class TestErrors(CoreBase):
         self.assertEqual(after["requests"] - before["requests"], len(cases))
 
     def test_400_more_ambiguous_framing(self):
-        # From DESIGN.md: checks Beast does not do, that the proxy must do itself.
+        # docs/design.md: checks Beast does not do, that the proxy must do itself.
         cases = [
             ("TE gzip (last coding not chunked)", b"POST / HTTP/1.1\r\nHost: x\r\n"
                                                   b"Transfer-Encoding: gzip\r\n\r\nhello"),

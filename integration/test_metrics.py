@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""End-to-end tests of the admin listener's /metrics (DESIGN.md "Metrics", "Admin API").
+"""End-to-end tests of the admin listener's /metrics (docs/design.md "Metrics", "Admin API").
 
 A known mix of requests goes through the proxy (keys chosen so each request's version is
 known from the cohort rule, upstream statuses 404/503, upstream resets, garbage, a timeout,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """End-to-end tests of configuration reload (SIGHUP, POST /reload) and graceful shutdown
 (SIGTERM drain). Real binary ($GRAYPROXY_BIN), real upstreams (upstream.py), real clients
-(wrk, curl, raw sockets). DESIGN.md "Configuration and reload"."""
+(wrk, curl, raw sockets). docs/design.md "Configuration and reload"."""
 
 import copy
 import http.client

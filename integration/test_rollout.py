@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""End-to-end tests of the rollout controller and its admin API (DESIGN.md "Rollout
-controller", "Admin API") against the real binary, with `interval: 1s`.
+"""End-to-end tests of the rollout controller and its admin API (docs/analysis.md,
+docs/design.md "Admin API") against the real binary, with `interval: 1s`.
 
 The canary upstream is this very file run with `--serve`: a threaded HTTP/1.1 keep-alive
 server that answers 500 to every Nth request (deterministically) and counts what it served,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""End-to-end tests of the canary split (DESIGN.md "Cohort hashing").
+"""End-to-end tests of the canary split (docs/design.md "Cohort hashing").
 
 The expected version of every request is computed here, independently of the proxy, with
 python3-xxhash:  seed = XXH3_64(salt); bucket = XXH3_64(key, seed) % 10000;
@@ -240,7 +240,7 @@ class SplitBase(harness.ProxyTestCase):
 
 class TestGoldenVector(unittest.TestCase):
     def test_python_xxhash_matches_design_vector(self):
-        # DESIGN.md: XXH3_64bits_withSeed("abc", 3, XXH3_64bits("shop", 4)) = 13306870394290195008
+        # docs/design.md: XXH3_64bits_withSeed("abc", 3, XXH3_64bits("shop", 4)) = 13306870394290195008
         seed = xxhash.xxh3_64_intdigest(b"shop")
         self.assertEqual(xxhash.xxh3_64_intdigest(b"abc", seed=seed), 13306870394290195008)
 

@@ -29,7 +29,7 @@
 
 namespace gp::metrics {
 
-// The rollout states of DESIGN.md "Rollout controller", in grayproxy_rollout_state order.
+// The rollout states (docs/design.md "Rollout"), in grayproxy_rollout_state order.
 inline constexpr std::array<std::string_view, 5> kRolloutStates = {"idle", "progressing", "paused",
                                                                    "promoted", "rolled_back"};
 

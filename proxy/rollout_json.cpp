@@ -156,6 +156,8 @@ Judgement judgement_from(const json::object& o) {
   j.compare_confidence = num_of(t, "compare_confidence");
   j.power = num_of(t, "power");
   j.compare_to_stable = t.at("compare_to_stable").as_bool();
+  if (auto const* m = t.if_contains("mode"))
+    j.analyze_only = m->is_string() && m->as_string() == "analyze";
   j.max_p99_seconds = num_of(t, "max_p99_seconds");
   j.consecutive_passes = o.at("consecutive_passes").to_number<std::uint32_t>();
   j.consecutive_failures = o.at("consecutive_failures").to_number<std::uint32_t>();
@@ -195,6 +197,7 @@ json::object to_json(const Judgement& j) {
                                   {"compare_confidence", num(j.compare_confidence)},
                                   {"power", num(j.power)},
                                   {"compare_to_stable", j.compare_to_stable},
+                                  {"mode", j.analyze_only ? "analyze" : "progressive"},
                                   {"max_p99_seconds", num(j.max_p99_seconds)}}},
       {"consecutive_passes", j.consecutive_passes},
       {"consecutive_failures", j.consecutive_failures},

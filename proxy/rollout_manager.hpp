@@ -37,7 +37,7 @@ class RolloutManager {
 
   // Takes over the live state of a snapshot's routes before it is published (startup:
   // previous == nullptr, state comes from the state file; reload: from `previous`, with
-  // DESIGN.md's merge rules). Sets the live weights.
+  // the merge rules of docs/design.md). Sets the live weights.
   void sync(const Snapshot& snap, const Snapshot* previous);
 
   void start();  // the control thread: ticks every route's controller at its interval

@@ -1,4 +1,4 @@
-// Cohort hashing, as pinned by DESIGN.md "Cohort hashing (normative)": every instance with the
+// Cohort hashing, as pinned by docs/design.md "Cohort hashing": every instance with the
 // same config must put a key in the same bucket, so these formulas never change.
 #pragma once
 

@@ -248,12 +248,23 @@ RolloutController::TickResult RolloutController::tick(TimePoint now, const Versi
   if (j.verdict == Verdict::hold) ++s_.holds;
   j.consecutive_passes = s_.consecutive_passes;
   j.consecutive_failures = s_.consecutive_failures;
+  const bool step_up =
+      j.verdict == Verdict::pass && s_.consecutive_passes >= p_.consecutive_successes;
+  const bool roll_back = j.verdict == Verdict::fail && s_.consecutive_failures >= p_.failure_limit;
+  if (p_.analyze_only && (step_up || roll_back)) {
+    // Analysis only: say what the rollout would do, count afresh, keep the weight.
+    j.reason += step_up ? "; analyze mode: would step up" : "; analyze mode: would roll back";
+    s_.consecutive_passes = 0;
+    s_.consecutive_failures = 0;
+  }
   s_.last.push_back(j);
   while (s_.last.size() > kMaxJudgements) s_.last.pop_front();
 
-  if (j.verdict == Verdict::pass && s_.consecutive_passes >= p_.consecutive_successes) {
+  if (p_.analyze_only) {
+    // nothing moves
+  } else if (step_up) {
     advance(now, j, out);
-  } else if (j.verdict == Verdict::fail && s_.consecutive_failures >= p_.failure_limit) {
+  } else if (roll_back) {
     transition(now, RolloutState::rolled_back, 0,
                "rolled back after " + count(s_.consecutive_failures, "failure", "failures") +
                    " in a row at " + weight(j.weight_bp) + ": " + j.reason,
@@ -298,6 +309,7 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
   j.compare_confidence = p_.compare_confidence.value_or(p_.confidence);
   j.power = p_.power;
   j.compare_to_stable = p_.compare_to_stable;
+  j.analyze_only = p_.analyze_only;
   if (p_.max_p99_latency)
     j.max_p99_seconds = std::chrono::duration<double>(*p_.max_p99_latency).count();
 

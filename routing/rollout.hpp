@@ -103,6 +103,7 @@ struct Judgement {
   double compare_confidence = 0;
   double power = 0;
   bool compare_to_stable = false;
+  bool analyze_only = false;                                          // mode: analyze
   double max_p99_seconds = std::numeric_limits<double>::quiet_NaN();  // NaN: no limit
   // Counters after this judgement.
   std::uint32_t consecutive_passes = 0;

@@ -1,4 +1,4 @@
-// The stable/canary decision for one request (DESIGN.md "Cohort hashing (normative)").
+// The stable/canary decision for one request (docs/design.md "Cohort hashing").
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Cost of recording one request, for the design choice in DESIGN.md "Performance notes":
+// Cost of recording one request, for the design choice in docs/design.md "Metrics":
 // per-worker shards (RouteStats::record) against prometheus-cpp used directly
 // (Histogram::Observe takes a mutex; Family::Add looks up a map) and against one shared set of
 // atomic counters (fetch_add: a contended locked RMW).

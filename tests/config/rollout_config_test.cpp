@@ -133,6 +133,11 @@ TEST(RolloutConfig, RatioAndPower) {
             "1000, got 1");
   EXPECT_EQ(error_of("      steps: [100]\n      power: 0.3\n"),
             "t.yaml:18:14: routes[0].rollout.power: must be between 0.5 and 0.9999, got 0.3");
+  EXPECT_FALSE(r.analyze_only);
+  EXPECT_TRUE(rollout_of("      steps: [100]\n      mode: analyze\n").analyze_only);
+  EXPECT_FALSE(rollout_of("      steps: [100]\n      mode: progressive\n").analyze_only);
+  EXPECT_EQ(error_of("      steps: [100]\n      mode: dry-run\n").substr(0, 42),
+            "t.yaml:18:13: routes[0].rollout.mode: expe");
   // The absolute increase over stable is gone, with a pointer to what replaced it.
   EXPECT_EQ(error_of("      steps: [100]\n      max_error_rate_increase: 0.005\n"),
             "t.yaml:18:7: routes[0].rollout.max_error_rate_increase: replaced by "

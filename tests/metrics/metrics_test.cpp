@@ -359,7 +359,8 @@ TEST(Metrics, ConcurrentWorkersGiveExactTotals) {
             4 * 3333);
 }
 
-// promtool's lint is the acceptance check of DESIGN.md: run the real binary on a full page.
+// promtool's lint is the acceptance check of docs/design.md "Metrics": run the real binary on a
+// full page.
 TEST(Metrics, PromtoolAcceptsThePage) {
   Metrics m(2, "0.1.0");
   for (const char* route : {"shop", "cart", "api-v2"}) {

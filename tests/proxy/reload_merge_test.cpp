@@ -1,4 +1,4 @@
-// The reload merge rules of DESIGN.md "Configuration and reload", through the same two calls
+// The reload merge rules of docs/design.md "Configuration and reload", through the same two calls
 // the server makes on a reload: build_snapshot(config, metrics, previous) and
 // RolloutManager::sync(snapshot, previous).
 //  - a route whose YAML weight did not change keeps its live weight and rollout state;

@@ -18,7 +18,7 @@ namespace gp::routing {
 namespace {
 
 TEST(Cohort, DesignTestVector) {
-  // DESIGN.md: XXH3_64bits_withSeed("abc", 3, XXH3_64bits("shop", 4)) = 13306870394290195008.
+  // docs/design.md: XXH3_64bits_withSeed("abc", 3, XXH3_64bits("shop", 4)) = 13306870394290195008.
   EXPECT_EQ(salt_seed("shop"), 17580852520372243673ULL);
   EXPECT_EQ(bucket("abc", salt_seed("shop")), 13306870394290195008ULL % 10000);
 }

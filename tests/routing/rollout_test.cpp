@@ -396,6 +396,29 @@ TEST(Rollout, JudgementsKeepTheNumbersNextToTheThresholds) {
   EXPECT_EQ(d.c.status().last.back().reason, j.reason);
 }
 
+// mode: analyze judges and says what it would do, and moves nothing.
+TEST(Rollout, AnalyzeModeMovesNothing) {
+  auto p = policy();
+  p.analyze_only = true;
+  Driver d = start(p);
+  auto r = d.tick(kClean);
+  EXPECT_EQ(r.judgement->verdict, Verdict::pass);
+  EXPECT_TRUE(r.judgement->analyze_only);
+  EXPECT_NE(r.judgement->reason.find("; analyze mode: would step up"), std::string::npos)
+      << r.judgement->reason;
+  EXPECT_FALSE(r.weight_changed);
+  EXPECT_EQ(d.c.weight_bp(), 100u);
+  EXPECT_EQ(d.c.status().consecutive_passes, 0u);  // counted afresh
+  d.tick(window(100, 50));
+  r = d.tick(window(100, 50));
+  EXPECT_EQ(r.judgement->verdict, Verdict::fail);
+  EXPECT_NE(r.judgement->reason.find("; analyze mode: would roll back"), std::string::npos)
+      << r.judgement->reason;
+  EXPECT_FALSE(r.state_changed);
+  EXPECT_EQ(d.c.state(), RolloutState::progressing);
+  EXPECT_EQ(d.c.weight_bp(), 100u);
+}
+
 TEST(Rollout, KeepsTheLastTwentyJudgements) {
   auto p = policy();
   p.consecutive_successes = 1000;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Generate golden_buckets.tsv: cohort buckets from an implementation independent of ours.
 
-DESIGN.md "Cohort hashing (normative)": seed = XXH3_64bits(salt);
+docs/design.md "Cohort hashing": seed = XXH3_64bits(salt);
 bucket = XXH3_64bits_withSeed(key, seed) % 10000. This uses python3-xxhash (Debian package),
 not the C++ code under test, so a change in how we call XXH3 shows up as a test failure.
 
