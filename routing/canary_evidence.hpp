@@ -64,7 +64,9 @@ struct EvidencePolicy {
   double relative_alpha = std::numeric_limits<double>::quiet_NaN();  // NaN: alpha
   double beta = 0.05;  // misses at and above full_evidence_weight, per test
   double full_evidence_weight = 0.25;
-  double hold_level = 0.001;    // stable "significantly above max_error_rate" below this p-value
+  // Stable "above max_error_rate" below this p-value. Loose on purpose: a hold only waits,
+  // and a stable window of a few hundred requests in an outage must still hold.
+  double hold_level = 0.05;
   double dispersion_prior = 2;  // pseudo-variance units at phi = 1 before any data
 };
 
