@@ -154,6 +154,10 @@ struct Rollout {
   // The regression against stable that must be caught: canary's error rate / stable's.
   double max_error_rate_ratio = 2;
   std::optional<Duration> max_p99_latency;
+  // The canary's latency against stable's, scaled: fail when the canary's latencies divided by
+  // this are still stochastically slower than stable's (a rank test on the two latency
+  // sketches, docs/analysis.md). Absent: not judged.
+  std::optional<double> max_latency_ratio;
   std::uint32_t failure_limit = 2;
   std::uint32_t consecutive_successes = 1;
   // The canary against stable on the same windows (docs/analysis.md); `compare_to_stable:
@@ -165,6 +169,10 @@ struct Rollout {
   // 1 - the chance of passing a step (from 25% up) with a canary at a limit.
   double power = 0.95;
   Duration start_delay{0};  // windows before this are not judged (warm-up); 0 = none
+  // After every weight change, windows that end before this has passed only count for a breach
+  // of max_error_rate (cold caches and new connections are not the canary's steady state);
+  // absent: one interval.
+  std::optional<Duration> step_warmup;
   // `mode: analyze`: judge and report (logs, /status, metrics) without moving the weight, to
   // trial a policy on live traffic; `mode: progressive` (default) moves it.
   bool analyze_only = false;

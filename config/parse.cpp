@@ -536,7 +536,7 @@ class Parser {
         r_.map(v, {"steps", "step_weight", "max_weight", "start_delay", "interval", "min_requests",
                    "max_error_rate", "max_error_rate_ratio", "max_error_rate_increase",
                    "max_p99_latency", "failure_limit", "consecutive_successes", "compare_to_stable",
-                   "confidence", "power", "mode"});
+                   "confidence", "power", "mode", "max_latency_ratio", "step_warmup"});
     Rollout out;
     steps(m, out);
     if (const Value* x = m.find("start_delay")) out.start_delay = r_.duration(*x);
@@ -553,6 +553,9 @@ class Parser {
     if (const Value* x = m.find("mode"))
       out.analyze_only = r_.choice(*x, {"progressive", "analyze"}) == 1;
     if (const Value* x = m.find("max_p99_latency")) out.max_p99_latency = r_.positive_duration(*x);
+    if (const Value* x = m.find("max_latency_ratio"))
+      out.max_latency_ratio = r_.number(*x, 1.01, 1000);
+    if (const Value* x = m.find("step_warmup")) out.step_warmup = r_.duration(*x);
     if (const Value* x = m.find("failure_limit"))
       out.failure_limit = static_cast<std::uint32_t>(r_.integer(*x, 1, kU32Max));
     if (const Value* x = m.find("consecutive_successes"))

@@ -242,7 +242,9 @@ class RolloutBase(harness.ProxyTestCase):
     CANARY_FAIL_EVERY = 0
     CANARY_DELAY_MS = 0
     STABLE_FAIL_EVERY = None  # a number: stable is a counting server too, failing like that
+    STABLE_DELAY_MS = 0       # with STABLE_FAIL_EVERY set
     MAX_P99_LATENCY = None    # e.g. "200ms"
+    MAX_LATENCY_RATIO = None  # e.g. 1.5
     WITH_TOKEN = False
 
     def setUp(self):
@@ -251,7 +253,8 @@ class RolloutBase(harness.ProxyTestCase):
         if self.STABLE_FAIL_EVERY is None:
             _, self.port_s = self.start_upstream("stable")
         else:
-            _, self.port_s = self.start_canary("stable", self.STABLE_FAIL_EVERY)
+            _, self.port_s = self.start_canary("stable", self.STABLE_FAIL_EVERY,
+                                               self.STABLE_DELAY_MS)
         self.canary_proc, self.port_c = self.start_canary("canary", self.CANARY_FAIL_EVERY,
                                                           self.CANARY_DELAY_MS)
         self.listen = harness.free_port()
@@ -295,6 +298,8 @@ class RolloutBase(harness.ProxyTestCase):
         ]
         if self.MAX_P99_LATENCY:
             routes[1]["rollout"]["max_p99_latency"] = self.MAX_P99_LATENCY
+        if self.MAX_LATENCY_RATIO:
+            routes[1]["rollout"]["max_latency_ratio"] = self.MAX_LATENCY_RATIO
         cfg = harness.base_config(self.listen, self.admin, clusters=clusters, routes=routes,
                                   state_dir=self.state_dir)
         if self.WITH_TOKEN:
@@ -670,6 +675,57 @@ class TestCanaryWithinLatencyLimit(RolloutBase):
         passes = [j for j in js if j["verdict"] == "pass"]
         self.assertTrue(passes, summarize(js))
         self.assertIn("latency: rules out", passes[-1]["reason"])
+
+
+class TestCanarySlowerThanStable(RolloutBase):
+    """A canary at 3x stable's latency (60 ms against 20 ms) with max_latency_ratio 1.5: the rank
+    test on the two versions' latency sketches fails it; rolled back, never promoted."""
+    CANARY_DELAY_MS = 60
+    STABLE_FAIL_EVERY = 0
+    STABLE_DELAY_MS = 20
+    MAX_LATENCY_RATIO = 1.5
+
+    def test_rolled_back_never_promoted(self):
+        ro, seen, js = self.wait_decision(self.load(rate=100, conns=16), 60)
+        self.assertEqual(ro["state"], "rolled_back", summarize(js))
+        self.assertTrue(all(w == 1000 for s, w in seen if s == "progressing"), seen)
+        self.assertFalse([j for j in js if j["verdict"] == "pass"], summarize(js))
+        last = js[-1]
+        self.assertEqual(last["verdict"], "fail", summarize(js))
+        self.assertIn("canary's latency above max_latency_ratio 1.5x stable's", last["reason"])
+        # Every canary request / 1.5 (>= 40 ms) is slower than every stable one (~20 ms).
+        self.assertGreater(last["rank_probability"], 0.9, summarize(js))
+        self.assertEqual(last["thresholds"]["max_latency_ratio"], 1.5)
+        self.assertGreaterEqual(last["latency_ratio"]["evidence"], last["latency_ratio"]["bar"])
+        # The window's p99 is read from the sketch: within 2% of what the upstream took.
+        self.assertGreaterEqual(last["canary"]["p99_seconds"], 0.060 * 0.98, summarize(js))
+        ms = self.metrics()
+        self.assertEqual(metric(ms, "grayproxy_rollout_threshold", route=ROUTE,
+                                check="latency_ratio"), 1.5)
+        self.assertGreater(metric(ms, "grayproxy_rollout_observed", route=ROUTE,
+                                  check="rank_probability"), 0.9)
+
+
+class TestCanaryAsFastAsStable(RolloutBase):
+    """The same limit with a canary as fast as stable (both 20 ms): promoted, every step passing
+    the rank test."""
+    CANARY_DELAY_MS = 20
+    STABLE_FAIL_EVERY = 0
+    STABLE_DELAY_MS = 20
+    MAX_LATENCY_RATIO = 1.5
+
+    def test_promoted(self):
+        ro, _, js = self.wait_decision(self.load(rate=100, conns=16), 120)
+        self.assertEqual(ro["state"], "promoted", summarize(js))
+        self.assertFalse([j for j in js if j["verdict"] == "fail"], summarize(js))
+        passes = [j for j in js if j["verdict"] == "pass"]
+        self.assertTrue(passes, summarize(js))
+        self.assertIn("latency against stable: rules out 1.5x stable's latency",
+                      passes[-1]["reason"])
+        # Each step begins with a warm-up window that is not judged.
+        self.assertTrue([j for j in js if j.get("warmup")], summarize(js))
+        self.assertFalse([j for j in js if j.get("warmup") and j["verdict"] == "pass"],
+                         summarize(js))
 
 
 class TestSharedOutage(RolloutBase):

@@ -9,6 +9,7 @@ void add(Window& into, const Window& w) noexcept {
   into.sum_seconds += w.sum_seconds;
   into.half_requests += w.half_requests;
   into.half_errors_5xx += w.half_errors_5xx;
+  for (std::size_t i = 0; i < kSketchBuckets; ++i) into.latency[i] += w.latency[i];
 }
 
 std::optional<RouteWindows> FleetWindows::advance(std::string_view route,

@@ -27,6 +27,7 @@ VersionTotals RouteStats::sum(Version v) const noexcept {
     t.retries += load(c.retries);
     t.half_requests += load(c.half_requests);
     t.half_5xx += load(c.half_5xx);
+    for (std::size_t i = 0; i < kSketchBuckets; ++i) t.latency[i] += load(c.latency[i]);
   }
   return t;
 }
@@ -45,6 +46,7 @@ Snapshot RouteStats::totals(Version v) const noexcept {
   s.sum_seconds = static_cast<double>(t.sum_us) / 1e6;
   s.half_requests = std::min(t.half_requests, s.requests);
   s.half_errors_5xx = std::min({t.half_5xx, s.errors_5xx, s.half_requests});
+  s.latency = t.latency;
   return s;
 }
 

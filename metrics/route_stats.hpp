@@ -26,6 +26,7 @@ struct VersionTotals {
   std::uint64_t retries = 0;
   std::uint64_t half_requests = 0;  // see Snapshot
   std::uint64_t half_5xx = 0;
+  SketchCounts latency{};
 };
 
 class RouteStats {
@@ -46,6 +47,7 @@ class RouteStats {
       if (code_class_index(http_status) == code_class_index(500)) bump(c.half_5xx, 1);
     }
     bump(c.buckets[bucket_index(latency)], 1);
+    bump(c.latency[sketch_index(latency)], 1);
     // Microseconds, not ns: the sum grows by (requests in flight) seconds per second, and
     // 2^64 ns is only ~21 days of 10000 in-flight long polls on one worker.
     const auto ns = latency.count() < 0 ? 0 : latency.count();
@@ -81,6 +83,7 @@ class RouteStats {
     std::atomic<std::uint64_t> retries;
     std::atomic<std::uint64_t> half_requests;
     std::atomic<std::uint64_t> half_5xx;
+    std::array<std::atomic<std::uint64_t>, kSketchBuckets> latency;
   };
   // 128, not 64: x86's adjacent-line prefetcher pulls cache lines in pairs, so 64-byte
   // alignment still lets two workers' shards ping-pong.

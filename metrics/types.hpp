@@ -9,6 +9,8 @@
 #include <limits>
 #include <string_view>
 
+#include "metrics/latency_sketch.hpp"
+
 namespace gp::metrics {
 
 // The enum values index per-version arrays, so they are fixed.
@@ -196,6 +198,9 @@ struct Snapshot {
   // an A/A split of the version, which shows how its errors cluster by user (docs/analysis.md).
   std::uint64_t half_requests = 0;
   std::uint64_t half_errors_5xx = 0;
+  // The latencies in the rollout analysis's sketch (metrics/latency_sketch.hpp), non-cumulative
+  // over its buckets like bucket_counts.
+  SketchCounts latency{};
 };
 
 }  // namespace gp::metrics

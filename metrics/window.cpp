@@ -16,6 +16,7 @@ Window as_window(const Snapshot& s) noexcept {
   w.sum_seconds = s.sum_seconds;
   w.half_requests = std::min(s.half_requests, s.requests);
   w.half_errors_5xx = std::min({s.half_errors_5xx, s.errors_5xx, w.half_requests});
+  w.latency = s.latency;
   return w;
 }
 
@@ -27,6 +28,8 @@ Window delta(const Snapshot& now, const Snapshot& before) noexcept {
                now.half_errors_5xx < before.half_errors_5xx;
   for (std::size_t i = 0; i < kBuckets && !reset; ++i)
     reset = now.bucket_counts[i] < before.bucket_counts[i];
+  for (std::size_t i = 0; i < kSketchBuckets && !reset; ++i)
+    reset = now.latency[i] < before.latency[i];
   if (reset) return as_window(now);
 
   Window w;
@@ -34,6 +37,8 @@ Window delta(const Snapshot& now, const Snapshot& before) noexcept {
   w.errors_5xx = std::min(now.errors_5xx - before.errors_5xx, w.requests);
   for (std::size_t i = 0; i < kBuckets; ++i)
     w.bucket_counts[i] = now.bucket_counts[i] - before.bucket_counts[i];
+  for (std::size_t i = 0; i < kSketchBuckets; ++i)
+    w.latency[i] = now.latency[i] - before.latency[i];
   // Sums are exact integers of microseconds underneath; clamp only guards rounding.
   w.sum_seconds = std::max(0.0, now.sum_seconds - before.sum_seconds);
   // Clamped like errors_5xx: counters of different kinds are read a few records apart.
@@ -41,20 +46,6 @@ Window delta(const Snapshot& now, const Snapshot& before) noexcept {
   w.half_errors_5xx =
       std::min({now.half_errors_5xx - before.half_errors_5xx, w.errors_5xx, w.half_requests});
   return w;
-}
-
-std::uint64_t count_above(const Window& w, double seconds) noexcept {
-  double slow = 0;
-  for (std::size_t i = 0; i < kBuckets; ++i) {
-    const double upper = bucket_upper_bound_seconds(i);
-    const double lower = i == 0 ? 0 : bucket_upper_bound_seconds(i - 1);
-    const auto n = static_cast<double>(w.bucket_counts[i]);
-    if (!(seconds >= lower) || !std::isfinite(upper))  // NaN counts everything; +Inf: unknown, slow
-      slow += n;
-    else if (seconds < upper)
-      slow += n * (upper - seconds) / (upper - lower);
-  }
-  return static_cast<std::uint64_t>(std::llround(slow));
 }
 
 double quantile(const Window& w, double q) noexcept {

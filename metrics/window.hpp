@@ -18,6 +18,7 @@ struct Window {
   double sum_seconds = 0;
   std::uint64_t half_requests = 0;
   std::uint64_t half_errors_5xx = 0;
+  SketchCounts latency{};
 };
 
 // now - before. If any count went down (a counter reset: `before` came from another Metrics
@@ -30,13 +31,6 @@ Window delta(const Snapshot& now, const Snapshot& before) noexcept;
 // the +Inf bucket returns the highest finite bound (60 s). Returns NaN for an empty window or
 // NaN q, -Inf for q < 0 and +Inf for q > 1, as PromQL does.
 double quantile(const Window& w, double q) noexcept;
-
-// Requests slower than `seconds`: the buckets above it, and the bucket holding it in proportion
-// to the part of its range above `seconds` (as quantile() interpolates), rounded. Exact when
-// `seconds` is a bucket bound (100ms, 200ms, 250ms, 300ms, 500ms, 1s, ...). The +Inf bucket
-// (over 60 s) always counts. 0 for an empty window; NaN or negative `seconds` count every
-// request.
-std::uint64_t count_above(const Window& w, double seconds) noexcept;
 
 // errors_5xx / requests; NaN for an empty window (0/0), so callers must check `requests`
 // (the controller's min_requests) before comparing against a threshold.

@@ -11,12 +11,43 @@ namespace json = boost::json;
 
 namespace {
 
+// Names the sketch's bucket layout: a member of a build with another one is not merged.
+std::string sketch_layout() {
+  return "log-linear/" + std::to_string(metrics::kSketchSubBits) + "/" +
+         std::to_string(metrics::kSketchTopBit);
+}
+
+// The sketch as [index, count] pairs of its non-empty buckets: a few dozen, not 737 numbers.
+json::object sketch_json(const metrics::SketchCounts& c) {
+  json::array buckets;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    if (c[i] != 0) buckets.push_back(json::array{i, c[i]});
+  return json::object{{"layout", sketch_layout()}, {"buckets", std::move(buckets)}};
+}
+
+// Absent (a member of an earlier build) or of another layout: that member's latencies are not
+// in the fleet's sketch, everything else of its report is.
+void sketch_from(const json::object& o, metrics::SketchCounts& c) {
+  auto const* s = o.if_contains("latency");
+  if (!s || !s->is_object() || s->as_object().if_contains("layout") == nullptr ||
+      s->as_object().at("layout") != sketch_layout().c_str())
+    return;
+  for (auto const& pair : s->as_object().at("buckets").as_array()) {
+    auto const& p = pair.as_array();
+    if (p.size() != 2) throw std::invalid_argument("latency bucket is not [index, count]");
+    const auto i = p[0].to_number<std::size_t>();
+    if (i >= c.size()) throw std::invalid_argument("latency bucket index out of range");
+    c[i] = p[1].to_number<std::uint64_t>();
+  }
+}
+
 json::object totals_json(const metrics::Snapshot& s) {
   json::array buckets;
   for (auto c : s.bucket_counts) buckets.push_back(c);
   return json::object{{"requests", s.requests},           {"errors_5xx", s.errors_5xx},
                       {"buckets", std::move(buckets)},    {"sum_seconds", s.sum_seconds},
-                      {"half_requests", s.half_requests}, {"half_errors_5xx", s.half_errors_5xx}};
+                      {"half_requests", s.half_requests}, {"half_errors_5xx", s.half_errors_5xx},
+                      {"latency", sketch_json(s.latency)}};
 }
 
 metrics::Snapshot totals_from(const json::object& o) {
@@ -34,6 +65,7 @@ metrics::Snapshot totals_from(const json::object& o) {
     s.half_requests = v->to_number<std::uint64_t>();
   if (auto const* v = o.if_contains("half_errors_5xx"))
     s.half_errors_5xx = v->to_number<std::uint64_t>();
+  sketch_from(o, s.latency);
   return s;
 }
 

@@ -104,8 +104,12 @@ json::object evidence_json(const routing::EvidenceState& e) {
                       {"latency_active", e.latency_active},
                       {"dispersion_num", num(e.dispersion_num)},
                       {"dispersion_den", num(e.dispersion_den)},
+                      {"rank_score", num(e.rank_score)},
+                      {"rank_information", num(e.rank_information)},
+                      {"rank_active", e.rank_active},
                       {"ratio", num(e.ratio)},
-                      {"max_error_rate", num(e.max_error_rate)}};
+                      {"max_error_rate", num(e.max_error_rate)},
+                      {"latency_ratio", num(e.latency_ratio)}};
 }
 routing::EvidenceState evidence_from(const json::object& o) {
   routing::EvidenceState e;
@@ -120,8 +124,16 @@ routing::EvidenceState evidence_from(const json::object& o) {
   e.dispersion_den = o.at("dispersion_den").to_number<double>();
   e.ratio = o.at("ratio").to_number<double>();
   e.max_error_rate = o.at("max_error_rate").to_number<double>();
-  if (!(e.dispersion_num >= 0 && e.dispersion_den >= 0))
-    throw std::invalid_argument("negative dispersion sums");
+  // Absent from an earlier build's state: no rank test then (latency_ratio 0 voids it on a
+  // policy that has one).
+  if (o.contains("rank_score")) {
+    e.rank_score = o.at("rank_score").to_number<double>();
+    e.rank_information = o.at("rank_information").to_number<double>();
+    e.rank_active = o.at("rank_active").as_bool();
+    e.latency_ratio = o.at("latency_ratio").to_number<double>();
+  }
+  if (!(e.dispersion_num >= 0 && e.dispersion_den >= 0 && e.rank_information >= 0))
+    throw std::invalid_argument("negative evidence sums");
   return e;
 }
 
@@ -145,6 +157,9 @@ Judgement judgement_from(const json::object& o) {
   j.relative = test_from(o, "relative");
   j.absolute = test_from(o, "absolute");
   j.latency = test_from(o, "latency");
+  j.latency_ratio = test_from(o, "latency_ratio");
+  j.rank_probability = num_of(o, "rank_probability");
+  if (auto const* w = o.if_contains("warmup")) j.warmup = w->is_bool() && w->as_bool();
   j.canary_breach_p = num_of(o, "canary_breach_p");
   j.stable_breach_p = num_of(o, "stable_breach_p");
   j.requests_to_pass = num_of(o, "requests_to_pass");
@@ -159,6 +174,7 @@ Judgement judgement_from(const json::object& o) {
   if (auto const* m = t.if_contains("mode"))
     j.analyze_only = m->is_string() && m->as_string() == "analyze";
   j.max_p99_seconds = num_of(t, "max_p99_seconds");
+  j.max_latency_ratio = num_of(t, "max_latency_ratio");
   j.consecutive_passes = o.at("consecutive_passes").to_number<std::uint32_t>();
   j.consecutive_failures = o.at("consecutive_failures").to_number<std::uint32_t>();
   return j;
@@ -187,6 +203,9 @@ json::object to_json(const Judgement& j) {
       {"relative", test_json(j.relative)},
       {"absolute", test_json(j.absolute)},
       {"latency", test_json(j.latency)},
+      {"latency_ratio", test_json(j.latency_ratio)},
+      {"rank_probability", num(j.rank_probability)},
+      {"warmup", j.warmup},
       {"canary_breach_p", num(j.canary_breach_p)},
       {"stable_breach_p", num(j.stable_breach_p)},
       {"requests_to_pass", num(j.requests_to_pass)},
@@ -198,7 +217,8 @@ json::object to_json(const Judgement& j) {
                                   {"power", num(j.power)},
                                   {"compare_to_stable", j.compare_to_stable},
                                   {"mode", j.analyze_only ? "analyze" : "progressive"},
-                                  {"max_p99_seconds", num(j.max_p99_seconds)}}},
+                                  {"max_p99_seconds", num(j.max_p99_seconds)},
+                                  {"max_latency_ratio", num(j.max_latency_ratio)}}},
       {"consecutive_passes", j.consecutive_passes},
       {"consecutive_failures", j.consecutive_failures},
   };

@@ -239,6 +239,8 @@ void RolloutManager::export_judgement(const std::string& route, const routing::J
   set(observed_, "relative_evidence", j.relative.evidence);
   set(observed_, "absolute_evidence", j.absolute.evidence);
   set(observed_, "latency_evidence", j.latency.evidence);
+  set(observed_, "latency_ratio_evidence", j.latency_ratio.evidence);
+  set(observed_, "rank_probability", j.rank_probability);
   set(observed_, "requests_to_pass", j.requests_to_pass);
   set(threshold_, "error_rate", j.max_error_rate);
   set(threshold_, "error_rate_ratio", j.max_error_rate_ratio);
@@ -246,6 +248,8 @@ void RolloutManager::export_judgement(const std::string& route, const routing::J
   set(threshold_, "relative_evidence", j.relative.bar);
   set(threshold_, "absolute_evidence", j.absolute.bar);
   set(threshold_, "latency_evidence", j.latency.bar);
+  set(threshold_, "latency_ratio", j.max_latency_ratio);
+  set(threshold_, "latency_ratio_evidence", j.latency_ratio.bar);
 }
 
 void RolloutManager::log_judgement(const std::string& route, const routing::Judgement& j,
@@ -263,6 +267,8 @@ void RolloutManager::log_judgement(const std::string& route, const routing::Judg
       .kv("stable_errors", j.stable.errors)
       .kv("dispersion", j.dispersion)
       .kv("requests_to_pass", j.requests_to_pass);
+  if (j.warmup) line.kv("warmup", true);
+  if (!std::isnan(j.max_latency_ratio)) line.kv("rank_probability", j.rank_probability);
   if (fleet_members > 0) line.kv("fleet_members", fleet_members);
   line.kv("reason", j.reason);
 }

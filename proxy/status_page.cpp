@@ -142,7 +142,8 @@ function judgementsTable(js) {
     const c = j.canary || {};
     t.append(el("tr", {},
                 el("td", {}, fmtTime(j.time_ms)),
-                el("td", {"class": "verdict-" + j.verdict}, j.verdict),
+                el("td", {"class": "verdict-" + j.verdict},
+                   j.verdict + (j.warmup ? " (warm-up)" : "")),
                 el("td", {}, pct(j.weight_percent)),
                 el("td", {}, (c.requests ?? "-") + " / " + (c.errors ?? "-")),
                 el("td", {}, fmtRatio(c.error_rate)),

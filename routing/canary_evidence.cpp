@@ -21,6 +21,43 @@ double error_share(double w, double rho) noexcept {
   return rho * w / (rho * w + 1 - w);
 }
 
+std::optional<RankShift> rank_shift(const LatencyBins& canary, const LatencyBins& stable,
+                                    double scale) noexcept {
+  double n1 = 0;
+  double n2 = 0;
+  for (const LatencyBin& b : canary) n1 += static_cast<double>(b.count);
+  for (const LatencyBin& b : stable) n2 += static_cast<double>(b.count);
+  if (n1 == 0 || n2 == 0 || !(scale > 0)) return std::nullopt;
+  // One pass over both ascending lists, a distinct value at a time: U counts, for every canary
+  // latency, the stable ones below it and half the ones equal to it.
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::size_t i = 0;
+  std::size_t j = 0;
+  double below = 0;
+  double u = 0;
+  double ties = 0;  // sum of t^3 - t over tied groups
+  while (i < canary.size() || j < stable.size()) {
+    const double x = std::min(i < canary.size() ? canary[i].seconds / scale : inf,
+                              j < stable.size() ? stable[j].seconds : inf);
+    const double edge = x + std::abs(x) * 1e-9;  // equal up to the division's rounding
+    double a = 0;
+    double b = 0;
+    for (; i < canary.size() && canary[i].seconds / scale <= edge; ++i)
+      a += static_cast<double>(canary[i].count);
+    for (; j < stable.size() && stable[j].seconds <= edge; ++j)
+      b += static_cast<double>(stable[j].count);
+    u += a * (below + b / 2);
+    below += b;
+    const double t = a + b;
+    ties += t * t * t - t;
+  }
+  const double n = n1 + n2;
+  const double var_u = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)));
+  if (!(var_u > 0)) return std::nullopt;
+  const double pairs = n1 * n2;
+  return RankShift{u / pairs - 0.5, var_u / (pairs * pairs)};
+}
+
 }  // namespace stats
 
 namespace {
@@ -40,6 +77,11 @@ Components first_heavy_log_weights() {
 double alternative_rate(double p0, std::size_t j) {
   const double scale = std::ldexp(1.0, static_cast<int>(j) + 1);
   return std::min(p0 * scale, 1 - (1 - p0) / scale);
+}
+
+// log Phi(x), the standard normal's CDF.
+double log_normal_cdf(double x) {
+  return std::log(0.5 * std::erfc(-x / std::sqrt(2.0)));
 }
 
 double log_sum_exp(const Components& x) {
@@ -76,6 +118,8 @@ CanaryEvidence::CanaryEvidence(EvidencePolicy p, EvidenceState s) : p_(p), s_(s)
   if (!(p_.max_error_rate > 0 && p_.max_error_rate < 1))
     p_.max_error_rate = std::numeric_limits<double>::quiet_NaN();
   p_.dispersion_prior = std::max(p_.dispersion_prior, 1e-9);
+  if (!(p_.max_latency_ratio > 1)) p_.max_latency_ratio = std::numeric_limits<double>::quiet_NaN();
+  if (!(p_.rank_prior_sd > 0)) p_.rank_prior_sd = 0.1;
 }
 
 double CanaryEvidence::dispersion() const {
@@ -101,10 +145,35 @@ TestReading CanaryEvidence::read(const Components& llr, const Components& log_we
   return r;
 }
 
+TestReading CanaryEvidence::read_rank(double interval_shift) const {
+  // Mixture over delta ~ N(0, tau^2) restricted to one side (a half-normal prior):
+  // E[exp(delta S - delta^2 I / 2)] = 2 (1 + tau^2 I)^-1/2 exp(m^2 / 2v) Phi(+-m / sqrt(v)), with
+  // v = tau^2 / (1 + tau^2 I) and m = v S: each side is an e-value under the other.
+  TestReading r;
+  r.active = s_.rank_active;
+  const double t2 = p_.rank_prior_sd * p_.rank_prior_sd;
+  const double info = s_.rank_information;
+  const double score = s_.rank_score;
+  const double spread = 1 + t2 * info;
+  const double common = std::log(2.0) - 0.5 * std::log(spread) + t2 * score * score / (2 * spread);
+  const double z = p_.rank_prior_sd * score / std::sqrt(spread);
+  r.fail_log_e = common + log_normal_cdf(z);
+  r.pass_log_lr = -(common + log_normal_cdf(-z));
+  r.bar = std::log(1 / p_.alpha);
+  r.pass_bound = std::log(p_.beta);
+  r.interval_llr = interval_shift;
+  r.pass_factor = p_.max_latency_ratio;
+  r.over = r.active && r.fail_log_e >= r.bar;
+  r.fail = r.over && interval_shift > 0;
+  r.pass = r.active && !r.over && r.pass_log_lr <= r.pass_bound;
+  return r;
+}
+
 EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCounts& stable,
-                                    double weight) {
+                                    double weight, bool warmup) {
   EvidenceReading out;
   for (const VersionCounts* v : {&canary, &stable}) {
+    if (warmup) break;
     const auto [num, den] = split_terms(*v);
     s_.dispersion_num += num;
     s_.dispersion_den += den;
@@ -133,7 +202,7 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
 
   // Relative: the canary's share of this interval's errors.
   double relative_step = 0;
-  if (p_.relative && n > 0 && m > 0) {
+  if (p_.relative && n > 0 && m > 0 && !warmup) {
     s_.relative_active = true;
     const double w = n / (n + m);
     for (std::size_t j = 0; j < kEvidenceComponents; ++j) {
@@ -178,7 +247,8 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
   double absolute_step = 0;
   // Without stable (at 100%) an interval that breaches is judged by itself, as a failure, and
   // kept out of the evidence: a blip on everything would otherwise block the pass for long.
-  if (!std::isnan(max_rate) && n > 0 && !out.stable_breach && (m > 0 || !out.canary_breach)) {
+  if (!std::isnan(max_rate) && n > 0 && !out.stable_breach && (m > 0 || !out.canary_breach) &&
+      !warmup) {
     const double ok_rate = max_rate / p_.max_error_rate_ratio;
     for (std::size_t j = 0; j < kEvidenceComponents; ++j)
       s_.absolute_accept[j] +=
@@ -197,7 +267,7 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
     out.absolute = read(s_.absolute, even, s_.absolute_accept, absolute_step, s_.absolute_active,
                         phi, pass_component, p_.alpha);
     // The pass side runs at 100% too.
-    const bool accepting = s_.absolute_active || (n > 0 && !out.stable_breach);
+    const bool accepting = s_.absolute_active || (n > 0 && !out.stable_breach && !warmup);
     out.absolute.pass =
         accepting && !out.absolute.over && out.absolute.pass_log_lr <= out.absolute.pass_bound;
     out.absolute.active = out.absolute.active || accepting;
@@ -208,7 +278,7 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
   // Latency: requests over max_p99_latency against a 1% share (a p99 at the limit).
   double latency_step = 0;
   constexpr double kP99Share = 0.01;
-  if (p_.judge_latency && n > 0) {
+  if (p_.judge_latency && n > 0 && !warmup) {
     s_.latency_active = true;
     const auto slow = static_cast<double>(std::min(canary.slow, canary.all.requests));
     for (std::size_t j = 0; j < kEvidenceComponents; ++j) {
@@ -221,6 +291,19 @@ EvidenceReading CanaryEvidence::add(const VersionCounts& canary, const VersionCo
   out.latency = read(s_.latency, heavy, s_.latency, latency_step, s_.latency_active, 1,
                      pass_component, p_.alpha);
   out.latency.pass_factor = alternative_rate(kP99Share, pass_component) / kP99Share;
+
+  // Latency against stable: the rank test.
+  double rank_step = 0;
+  if (!std::isnan(p_.max_latency_ratio) && !warmup) {
+    if (const auto r = stats::rank_shift(canary.latency, stable.latency, p_.max_latency_ratio)) {
+      s_.rank_active = true;
+      s_.rank_score += r->shift / r->variance;
+      s_.rank_information += 1 / r->variance;
+      rank_step = r->shift;
+      out.rank_probability = r->shift + 0.5;
+    }
+  }
+  if (!std::isnan(p_.max_latency_ratio)) out.latency_ratio = read_rank(rank_step);
   return out;
 }
 

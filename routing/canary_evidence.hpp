@@ -33,11 +33,21 @@
 //  - Latency (`max_p99_latency`): the canary's requests slower than the limit against a share
 //    of 1% (p99 at the limit), by the same mixture over 2% x 2^j, unscaled (phi is about
 //    errors); it passes on the same rule, so a p99 over the limit is not promoted.
+//  - Latency against stable (`max_latency_ratio`): each interval's Mann-Whitney statistic of the
+//    canary's latencies divided by the ratio against stable's, as the probability that such a
+//    canary request is slower than a stable one, minus 1/2 (delta; 0 when the canary is exactly
+//    `ratio` times slower). Inverse-variance sums S = sum delta_i / v_i, I = sum 1 / v_i make
+//    S ~ N(delta I, I); one-sided normal-mixture e-values (prior sd tau on delta) fail at
+//    1/alpha for delta > 0 and pass at 1/beta for delta < 0. Shared slowness cancels.
+//  - Warm-up: an interval right after a weight change adds nothing; only its own breach of
+//    max_error_rate counts (and holds).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <vector>
 
 namespace gp::routing {
 
@@ -46,13 +56,21 @@ struct Counts {
   std::uint64_t errors = 0;
 };
 
+// One bucket of a latency sketch: the latency it stands for and the requests it counts.
+struct LatencyBin {
+  double seconds = 0;
+  std::uint64_t count = 0;
+};
+using LatencyBins = std::vector<LatencyBin>;  // ascending by seconds
+
 // One version in one interval. `half`: the requests (and their errors) of users whose hash falls
 // in the lower half of the hash space; {0, 0} when not measured. `slow`: requests slower than
-// max_p99_latency.
+// max_p99_latency. `latency`: the interval's latencies (empty when not measured).
 struct VersionCounts {
   Counts all;
   Counts half;
   std::uint64_t slow = 0;
+  LatencyBins latency{};
 };
 
 struct EvidencePolicy {
@@ -68,6 +86,9 @@ struct EvidencePolicy {
   // and a stable window of a few hundred requests in an outage must still hold.
   double hold_level = 0.05;
   double dispersion_prior = 2;  // pseudo-variance units at phi = 1 before any data
+  // Canary latency over stable's the rank test must catch; NaN: not judged.
+  double max_latency_ratio = std::numeric_limits<double>::quiet_NaN();
+  double rank_prior_sd = 0.1;  // tau: the mixture's spread of delta (in probability units)
 };
 
 // One sequential test's state after the latest interval.
@@ -91,10 +112,14 @@ struct TestReading {
 };
 
 struct EvidenceReading {
-  double dispersion = 1;  // phi, >= 1
-  TestReading relative;   // canary against stable
-  TestReading absolute;   // canary against max_error_rate
-  TestReading latency;    // share over max_p99_latency against 1%
+  double dispersion = 1;      // phi, >= 1
+  TestReading relative;       // canary against stable
+  TestReading absolute;       // canary against max_error_rate
+  TestReading latency;        // share over max_p99_latency against 1%
+  TestReading latency_ratio;  // rank test against stable (pass_factor: max_latency_ratio)
+  // This interval: P(a canary request's latency / max_latency_ratio > a stable one's); NaN when
+  // not judged.
+  double rank_probability = std::numeric_limits<double>::quiet_NaN();
   // This interval against max_error_rate (NaN: not judged): the tails of the dispersion-scaled
   // counts, "the rate is above the limit".
   double canary_breach_p = std::numeric_limits<double>::quiet_NaN();
@@ -121,9 +146,14 @@ struct EvidenceState {
   bool latency_active = false;
   double dispersion_num = 0;  // sum (a - E h)^2 over both versions' A/A splits
   double dispersion_den = 0;  // sum E h (1 - h)
+  // The rank test: sum delta_i / v_i and sum 1 / v_i.
+  double rank_score = 0;
+  double rank_information = 0;
+  bool rank_active = false;
   // What the sums were computed against (0: nothing yet); other values void them.
   double ratio = 0;
   double max_error_rate = 0;
+  double latency_ratio = 0;
   friend bool operator==(const EvidenceState&, const EvidenceState&) = default;
 };
 
@@ -132,7 +162,10 @@ class CanaryEvidence {
   explicit CanaryEvidence(EvidencePolicy p, EvidenceState s = {});
 
   // Adds one interval at `weight` (the step's share of traffic, in (0, 1]) and reads every test.
-  EvidenceReading add(const VersionCounts& canary, const VersionCounts& stable, double weight);
+  // A warm-up interval adds nothing: every test reads as before it, and only the interval's own
+  // breaches of max_error_rate count.
+  EvidenceReading add(const VersionCounts& canary, const VersionCounts& stable, double weight,
+                      bool warmup = false);
 
   const EvidencePolicy& policy() const { return p_; }
   const EvidenceState& state() const { return s_; }
@@ -142,6 +175,7 @@ class CanaryEvidence {
   TestReading read(const EvidenceSums& llr, const EvidenceSums& log_weights,
                    const EvidenceSums& accept, double interval_llr, bool active, double phi,
                    std::size_t pass_component, double alpha) const;
+  TestReading read_rank(double interval_shift) const;
 
   EvidencePolicy p_;
   EvidenceState s_;
@@ -153,6 +187,16 @@ double binomial_llr(double k, double n, double p0, double p1) noexcept;
 // theta(rho) = rho w / (rho w + 1 - w): the canary's share of errors when its rate is rho times
 // stable's and its share of requests is w.
 double error_share(double w, double rho) noexcept;
+
+// Mann-Whitney of `canary` latencies divided by `scale` against `stable` (ties count half, with
+// the tie-corrected variance): P(canary / scale > stable) - 1/2 and its variance under "no
+// difference". nullopt when either side is empty or every latency ties.
+struct RankShift {
+  double shift = 0;
+  double variance = 0;
+};
+std::optional<RankShift> rank_shift(const LatencyBins& canary, const LatencyBins& stable,
+                                    double scale) noexcept;
 }  // namespace stats
 
 }  // namespace gp::routing

@@ -62,6 +62,7 @@ config::Rollout normalized(config::Rollout p) {
   p.confidence = clamp_confidence(p.confidence);
   p.power = clamp_confidence(p.power);
   if (p.compare_confidence) p.compare_confidence = clamp_confidence(*p.compare_confidence);
+  if (p.max_latency_ratio && !(*p.max_latency_ratio > 1)) p.max_latency_ratio.reset();
   if (!(p.max_error_rate_ratio > 1)) p.max_error_rate_ratio = 2;
   return p;
 }
@@ -86,6 +87,7 @@ VersionCounts counts_of(const VersionWindow& w) {
   c.half = {std::min(w.half_requests, w.requests),
             std::min({w.half_errors, w.half_requests, c.all.errors})};
   c.slow = std::min(w.slow, w.requests);
+  c.latency = w.latency;
   return c;
 }
 
@@ -98,6 +100,7 @@ EvidencePolicy evidence_policy(const config::Rollout& p) {
   e.alpha = 1 - p.confidence;
   e.relative_alpha = 1 - p.compare_confidence.value_or(p.confidence);
   e.beta = 1 - p.power;
+  e.max_latency_ratio = p.max_latency_ratio.value_or(std::nan(""));
   return e;
 }
 
@@ -190,6 +193,14 @@ RolloutController::RolloutController(config::Rollout policy, RolloutStatus resto
   while (s_.last.size() > kMaxJudgements) s_.last.pop_front();
 }
 
+std::uint32_t RolloutController::warmup_windows() const {
+  const auto warmup = p_.step_warmup.value_or(p_.interval);
+  if (warmup.count() <= 0 || p_.interval.count() <= 0) return 0;
+  // Whole windows that cover it: 1.5 intervals is two windows.
+  return static_cast<std::uint32_t>((warmup.count() + p_.interval.count() - 1) /
+                                    p_.interval.count());
+}
+
 int RolloutController::step_for(std::uint32_t weight_bp) const {
   const auto& steps = p_.steps_bp;
   const auto it = std::lower_bound(steps.begin(), steps.end(), weight_bp);
@@ -239,12 +250,15 @@ RolloutController::TickResult RolloutController::tick(TimePoint now, const Versi
   TickResult out;
   if (s_.state != RolloutState::progressing || now < s_.judge_from) return out;
   ++s_.step_windows;
-  s_.step_canary_requests += canary.requests;
-  s_.step_canary_errors += std::min(canary.errors, canary.requests);
-  s_.step_stable_requests += stable.requests;
-  s_.step_stable_errors += std::min(stable.errors, stable.requests);
+  const bool warmup = s_.step_windows <= warmup_windows();
+  if (!warmup) {
+    s_.step_canary_requests += canary.requests;
+    s_.step_canary_errors += std::min(canary.errors, canary.requests);
+    s_.step_stable_requests += stable.requests;
+    s_.step_stable_errors += std::min(stable.errors, stable.requests);
+  }
 
-  Judgement j = judge(now, canary, stable);
+  Judgement j = judge(now, canary, stable, warmup);
   if (j.verdict == Verdict::hold) ++s_.holds;
   j.consecutive_passes = s_.consecutive_passes;
   j.consecutive_failures = s_.consecutive_failures;
@@ -294,7 +308,7 @@ void RolloutController::advance(TimePoint now, const Judgement& j, TickResult& o
 }
 
 Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
-                                   const VersionWindow& stable) {
+                                   const VersionWindow& stable, bool warmup) {
   Judgement j;
   j.time = now;
   j.step_index = s_.step_index;
@@ -312,35 +326,45 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
   j.analyze_only = p_.analyze_only;
   if (p_.max_p99_latency)
     j.max_p99_seconds = std::chrono::duration<double>(*p_.max_p99_latency).count();
+  j.max_latency_ratio = p_.max_latency_ratio.value_or(std::nan(""));
+  j.warmup = warmup;
 
   // Evidence gathered against other limits (a reload changed them) does not carry over.
   const EvidencePolicy policy = evidence_policy(p_);
   const double max_rate = std::isnan(policy.max_error_rate) ? 0 : policy.max_error_rate;
-  if (s_.evidence.ratio != policy.max_error_rate_ratio || s_.evidence.max_error_rate != max_rate) {
+  const double latency_ratio = p_.max_latency_ratio.value_or(0);
+  if (s_.evidence.ratio != policy.max_error_rate_ratio || s_.evidence.max_error_rate != max_rate ||
+      s_.evidence.latency_ratio != latency_ratio) {
     s_.evidence = {};
     s_.evidence.ratio = policy.max_error_rate_ratio;
     s_.evidence.max_error_rate = max_rate;
+    s_.evidence.latency_ratio = latency_ratio;
   }
   CanaryEvidence evidence(policy, s_.evidence);
   const EvidenceReading r =
-      evidence.add(counts_of(canary), counts_of(stable), s_.weight_bp / double(kFull));
+      evidence.add(counts_of(canary), counts_of(stable), s_.weight_bp / double(kFull), warmup);
   s_.evidence = evidence.state();
   j.dispersion = r.dispersion;
   if (p_.compare_to_stable) j.relative = test_stats(r.relative);
   if (!std::isnan(policy.max_error_rate)) j.absolute = test_stats(r.absolute);
   if (policy.judge_latency) j.latency = test_stats(r.latency);
+  if (p_.max_latency_ratio) j.latency_ratio = test_stats(r.latency_ratio);
+  j.rank_probability = r.rank_probability;
   j.canary_breach_p = r.canary_breach_p;
   j.stable_breach_p = r.stable_breach_p;
 
-  const bool fail = r.relative.fail || r.absolute.fail || r.canary_breach || r.latency.fail;
-  const bool over = r.relative.over || r.absolute.over || r.canary_breach || r.latency.over;
+  const bool fail = r.relative.fail || r.absolute.fail || r.canary_breach || r.latency.fail ||
+                    r.latency_ratio.fail;
+  const bool over = r.relative.over || r.absolute.over || r.canary_breach || r.latency.over ||
+                    r.latency_ratio.over;
   // The absolute route to a pass (errors too rare for the comparison, or no stable at 100%) is
   // open only while the comparison does not point to a regression: within max_error_rate is not
   // enough for a canary at 4x stable's rate.
   const bool relative_leans_bad =
       p_.compare_to_stable && r.relative.active && r.relative.pass_log_lr > 0;
   const bool errors_pass = r.relative.pass || (r.absolute.pass && !relative_leans_bad);
-  const bool latency_pass = !policy.judge_latency || r.latency.pass;
+  const bool latency_pass =
+      (!policy.judge_latency || r.latency.pass) && (!p_.max_latency_ratio || r.latency_ratio.pass);
   const bool enough = s_.step_canary_requests >= p_.min_requests;
   if (!errors_pass) j.requests_to_pass = r.requests_to_pass;
 
@@ -376,6 +400,16 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
                     std::to_string(j.canary.requests) + " in this window; " +
                     evidence_text(r.latency) + ")");
 
+  if (r.latency_ratio.fail)
+    fails.push_back("canary's latency above max_latency_ratio " + number(j.max_latency_ratio) +
+                    "x stable's (this window: a canary request / " + number(j.max_latency_ratio) +
+                    " is slower than a stable one with probability " + number(j.rank_probability) +
+                    "; " + evidence_text(r.latency_ratio) + ")");
+
+  if (warmup)
+    notes.push_back("warm-up after the weight change (window " + std::to_string(s_.step_windows) +
+                    " of " + std::to_string(warmup_windows()) +
+                    "): only a breach of max_error_rate is judged");
   if (p_.compare_to_stable && r.relative.active)
     notes.push_back("against stable: " + pass_text(r.relative, number(r.relative.pass_factor) +
                                                                    "x stable's error rate"));
@@ -392,16 +426,34 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
                     pass_text(r.latency, "more than " + rate(r.latency.pass_factor * 0.01) +
                                              " of requests over max_p99_latency " +
                                              millis(j.max_p99_seconds)));
+  if (p_.max_latency_ratio && r.latency_ratio.active)
+    notes.push_back("latency against stable: " +
+                    pass_text(r.latency_ratio, number(j.max_latency_ratio) + "x stable's latency") +
+                    (std::isnan(j.rank_probability)
+                         ? std::string()
+                         : ", this window " + number(j.rank_probability) + " (0.5 at the limit)"));
+  else if (p_.max_latency_ratio)
+    notes.push_back("latency against stable: no window with latencies on both versions yet");
   if (r.dispersion > 1.05)
     notes.push_back("errors cluster: dispersion " + number(r.dispersion) + " (evidence counts 1/" +
                     number(r.dispersion) + " per error)");
   if (!enough)
     notes.push_back("the step has " + std::to_string(s_.step_canary_requests) +
                     " canary requests < min_requests " + std::to_string(p_.min_requests));
-  if (!std::isnan(j.requests_to_pass))
-    notes.push_back("about " + printf_string("%.0f", std::ceil(j.requests_to_pass)) +
-                    " more canary requests to pass at this traffic if the canary is as good as "
-                    "stable");
+  if (!std::isnan(j.requests_to_pass)) {
+    // What the operator waits for, and what the wait buys: a canary at the pass factor or worse
+    // fails or keeps the step from passing with probability `power`.
+    std::string more =
+        "about " + printf_string("%.0f", std::ceil(j.requests_to_pass)) + " more canary requests";
+    if (j.canary.requests > 0)
+      more += " (" +
+              printf_string(
+                  "%.0f", std::ceil(j.requests_to_pass / static_cast<double>(j.canary.requests))) +
+              " windows at this traffic)";
+    notes.push_back(more + " to pass if the canary is as good as stable; by then a canary at " +
+                    number(r.relative.pass_factor) + "x stable's error rate is caught with " +
+                    printf_string("%g%%", p_.power * 100) + " probability");
+  }
 
   if (fail) {
     j.verdict = Verdict::fail;
@@ -412,7 +464,8 @@ Judgement RolloutController::judge(TimePoint now, const VersionWindow& canary,
                " in this window (" + fraction(j.stable.errors, j.stable.requests) +
                ", p=" + pvalue(r.stable_breach_p) + "), not the canary's fault; " + window;
   } else {
-    j.verdict = errors_pass && latency_pass && enough ? Verdict::pass : Verdict::inconclusive;
+    j.verdict =
+        errors_pass && latency_pass && enough && !warmup ? Verdict::pass : Verdict::inconclusive;
     notes.push_back(window);
     j.reason = join(notes);
   }

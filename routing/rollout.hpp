@@ -15,6 +15,8 @@
 //    rate at the limit (and a p99 over max_p99_latency), and the step has min_requests canary
 //    requests;
 //  - inconclusive otherwise (the judgement says how many more canary requests it needs).
+// The first windows of every step (`step_warmup`, one interval by default) are warm-up: only a
+// breach of max_error_rate in the window itself fails (or holds), and nothing else is learnt.
 // `consecutive_successes` passes in a row move to the next step (past the last: promoted,
 // 100%); `failure_limit` failures in a row roll back (0%); a failure count lasts while a test
 // stays over its bar, anything else ends a run of passes.
@@ -49,6 +51,7 @@ struct VersionWindow {
   std::uint64_t half_requests = 0;
   std::uint64_t half_errors = 0;
   std::uint64_t slow = 0;
+  LatencyBins latency{};  // the window's latency sketch, for max_latency_ratio
 };
 
 enum class Verdict : std::uint8_t { pass, fail, inconclusive, hold };
@@ -85,10 +88,14 @@ struct Judgement {
   std::uint32_t window = 0;  // 1-based window number within the step
   VersionStats canary;
   VersionStats stable;
-  double dispersion = 1;  // phi: errors vary this many times more than binomially
-  TestStats relative;     // canary against stable (pass_factor: the error rate ratio)
-  TestStats absolute;     // canary against max_error_rate (pass_factor: x max_error_rate)
-  TestStats latency;      // share over max_p99_latency against 1% (pass_factor: x 1%)
+  double dispersion = 1;    // phi: errors vary this many times more than binomially
+  TestStats relative;       // canary against stable (pass_factor: the error rate ratio)
+  TestStats absolute;       // canary against max_error_rate (pass_factor: x max_error_rate)
+  TestStats latency;        // share over max_p99_latency against 1% (pass_factor: x 1%)
+  TestStats latency_ratio;  // rank test against stable (pass_factor: max_latency_ratio)
+  // This window: P(canary latency / max_latency_ratio > stable's); 0.5 at the limit.
+  double rank_probability = std::numeric_limits<double>::quiet_NaN();
+  bool warmup = false;  // a window right after a weight change: only breaches are judged
   // This window against max_error_rate: exact tails of "the rate is above the limit".
   double canary_breach_p = std::numeric_limits<double>::quiet_NaN();
   double stable_breach_p = std::numeric_limits<double>::quiet_NaN();
@@ -103,8 +110,9 @@ struct Judgement {
   double compare_confidence = 0;
   double power = 0;
   bool compare_to_stable = false;
-  bool analyze_only = false;                                          // mode: analyze
-  double max_p99_seconds = std::numeric_limits<double>::quiet_NaN();  // NaN: no limit
+  bool analyze_only = false;                                            // mode: analyze
+  double max_p99_seconds = std::numeric_limits<double>::quiet_NaN();    // NaN: no limit
+  double max_latency_ratio = std::numeric_limits<double>::quiet_NaN();  // NaN: not judged
   // Counters after this judgement.
   std::uint32_t consecutive_passes = 0;
   std::uint32_t consecutive_failures = 0;
@@ -119,7 +127,7 @@ struct RolloutStatus {
   int step_index = 0;
   std::uint32_t consecutive_passes = 0;
   std::uint32_t consecutive_failures = 0;
-  // The current step's traffic.
+  // The current step's traffic, warm-up windows not counted in the requests and errors.
   std::uint32_t step_windows = 0;  // windows ticked
   std::uint64_t step_canary_requests = 0;
   std::uint64_t step_canary_errors = 0;
@@ -172,7 +180,9 @@ class RolloutController {
   const config::Rollout& policy() const { return p_; }
 
  private:
-  Judgement judge(TimePoint now, const VersionWindow& canary, const VersionWindow& stable);
+  Judgement judge(TimePoint now, const VersionWindow& canary, const VersionWindow& stable,
+                  bool warmup);
+  std::uint32_t warmup_windows() const;
   void advance(TimePoint now, const Judgement& j, TickResult& out);
   void begin_progress(TimePoint now);
   void reset_step();

@@ -72,7 +72,8 @@ TEST(ParseErrors, UnknownKeys) {
             "t.yaml:18:7: routes[0].rollout.max_p95_latency: unknown key (expected one of: steps, "
             "step_weight, max_weight, start_delay, interval, min_requests, max_error_rate, "
             "max_error_rate_ratio, max_error_rate_increase, max_p99_latency, failure_limit, "
-            "consecutive_successes, compare_to_stable, confidence, power, mode)");
+            "consecutive_successes, compare_to_stable, confidence, power, mode, max_latency_ratio, "
+            "step_warmup)");
 }
 
 TEST(ParseErrors, DuplicateKey) {

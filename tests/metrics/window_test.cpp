@@ -21,23 +21,6 @@ std::size_t at(double seconds) {
   return 0;
 }
 
-TEST(CountAbove, ExactAtABoundInterpolatedInside) {
-  Window w;
-  w.bucket_counts[at(0.25)] = 50;     // (0.2, 0.25]
-  w.bucket_counts[at(0.3)] = 40;      // (0.25, 0.3]
-  w.bucket_counts[at(0.5)] = 10;      // (0.4, 0.5]
-  w.bucket_counts[kBuckets - 1] = 2;  // +Inf
-  w.requests = 102;
-  EXPECT_EQ(count_above(w, 0.3), 12u);
-  EXPECT_EQ(count_above(w, 0.25), 52u);
-  EXPECT_EQ(count_above(w, 0.275), 32u);  // half of (0.25, 0.3] is above
-  EXPECT_EQ(count_above(w, 0.45), 7u);    // 5 of (0.4, 0.5] plus +Inf
-  EXPECT_EQ(count_above(w, 1000), 2u);    // only +Inf
-  EXPECT_EQ(count_above(w, 0), 102u);
-  EXPECT_EQ(count_above(w, std::nan("")), 102u);
-  EXPECT_EQ(count_above(Window{}, 0.3), 0u);
-}
-
 TEST(Delta, CarriesTheAaHalfClamped) {
   Snapshot before;
   before.requests = 10;

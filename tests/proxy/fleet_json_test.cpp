@@ -21,6 +21,8 @@ TEST(FleetJson, ReportRoundTrip) {
   canary.bucket_counts[5] = 39;
   canary.bucket_counts[metrics::kBuckets - 1] = 1;
   canary.sum_seconds = 61.5;
+  canary.latency[100] = 38;
+  canary.latency[metrics::kSketchFinite] = 2;
   r.totals.routes["shop"] = {metrics::Snapshot{}, canary};
   r.held["shop"] = routing::HeldState{"edge-1:9901", 17, routing::RolloutState::paused, 2500};
 
@@ -34,6 +36,9 @@ TEST(FleetJson, ReportRoundTrip) {
   EXPECT_EQ(c.errors_5xx, 3u);
   EXPECT_EQ(c.bucket_counts, canary.bucket_counts);
   EXPECT_DOUBLE_EQ(c.sum_seconds, 61.5);
+  EXPECT_EQ(c.latency, canary.latency);
+  // Only the non-empty buckets travel.
+  EXPECT_NE(to_text(r).find(R"("buckets":[[100,38],[736,2]])"), std::string::npos) << to_text(r);
   auto const& h = back.held.at("shop");
   EXPECT_EQ(h.seq, 17u);
   EXPECT_EQ(h.state, routing::RolloutState::paused);
@@ -41,8 +46,32 @@ TEST(FleetJson, ReportRoundTrip) {
   EXPECT_EQ(h.instance, r.instance);
 }
 
+// A member of a build with another sketch layout: its latencies are left out, its counts are not.
+TEST(FleetJson, SketchOfAnotherLayoutIsLeftOut) {
+  MemberReport r;
+  r.instance = "edge-2:9901";
+  metrics::Snapshot s;
+  s.requests = 5;
+  s.latency[3] = 5;
+  r.totals.routes["shop"] = {s, s};
+  std::string text = to_text(r);
+  const auto at = text.find("log-linear/5/27");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 15, "log-linear/4/27");
+  const MemberReport back = report_from_text(text);
+  EXPECT_EQ(back.totals.routes.at("shop")[0].requests, 5u);
+  EXPECT_EQ(metrics::total(back.totals.routes.at("shop")[0].latency), 0u);
+  // An index past the layout is a malformed report.
+  text = to_text(r);
+  const auto idx = text.find("[[3,5]]");
+  ASSERT_NE(idx, std::string::npos) << text;
+  text.replace(idx, 7, "[[9999,5]]");
+  EXPECT_THROW(report_from_text(text), std::exception);
+}
+
 TEST(FleetJson, RouteDocRoundTripKeepsJudgements) {
   config::Rollout p;
+  p.step_warmup = std::chrono::seconds(0);
   p.steps_bp = {1000, 5000, 10000};
   p.min_requests = 10;
   routing::RolloutController ctl(p, 1000, kT0);

@@ -13,11 +13,16 @@ const routing::TimePoint kT0 = routing::TimePoint{} + std::chrono::hours(24 * 36
 
 TEST(RolloutJson, StatusRoundTripKeepsTheEvidence) {
   config::Rollout p;
+  p.step_warmup = std::chrono::seconds(0);
   p.steps_bp = {100, 500, 10000};
+  p.max_latency_ratio = 1.5;
   routing::RolloutController ctl(p, 0, kT0);
   // Stable's errors all in one half: they cluster.
-  (void)ctl.tick(kT0 + std::chrono::seconds(30), {100, 1, 0.2, 50, 1, 0},
-                 {9900, 40, 0.1, 4950, 40, 0});
+  routing::VersionWindow canary{100, 1, 0.2, 50, 1, 0};
+  canary.latency = {{0.1, 60}, {0.2, 40}};
+  routing::VersionWindow stable{9900, 40, 0.1, 4950, 40, 0};
+  stable.latency = {{0.05, 9000}, {0.1, 900}};
+  (void)ctl.tick(kT0 + std::chrono::seconds(30), canary, stable);
   const routing::RolloutStatus& s = ctl.status();
   const routing::RolloutStatus back =
       status_from_json(boost::json::parse(boost::json::serialize(to_json(s))).as_object());
@@ -26,6 +31,14 @@ TEST(RolloutJson, StatusRoundTripKeepsTheEvidence) {
     EXPECT_NEAR(back.evidence.absolute_accept[j], s.evidence.absolute_accept[j], 1e-9) << j;
   }
   EXPECT_NEAR(back.evidence.dispersion_num, s.evidence.dispersion_num, 1e-9);
+  EXPECT_TRUE(back.evidence.rank_active);
+  EXPECT_NE(s.evidence.rank_information, 0);
+  EXPECT_NEAR(back.evidence.rank_score, s.evidence.rank_score, 1e-9);
+  EXPECT_NEAR(back.evidence.rank_information, s.evidence.rank_information, 1e-6);
+  EXPECT_EQ(back.evidence.latency_ratio, 1.5);
+  EXPECT_EQ(back.last.back().max_latency_ratio, 1.5);
+  EXPECT_NEAR(back.last.back().rank_probability, s.last.back().rank_probability, 1e-12);
+  EXPECT_EQ(back.last.back().latency_ratio.bar, s.last.back().latency_ratio.bar);
   EXPECT_GT(back.last.back().dispersion, 1);
   EXPECT_EQ(back.last.back().verdict, s.last.back().verdict);
   EXPECT_EQ(back.last.back().reason, s.last.back().reason);
@@ -66,6 +79,7 @@ TEST(RolloutJson, StatusOfAnEarlierBuildLoads) {
 
 TEST(RolloutJson, HoldIsAVerdict) {
   config::Rollout p;
+  p.step_warmup = std::chrono::seconds(0);
   p.steps_bp = {100, 10000};
   routing::RolloutController ctl(p, 0, kT0);
   (void)ctl.tick(kT0 + std::chrono::seconds(30), {100, 5, 0.1}, {9900, 500, 0.1});

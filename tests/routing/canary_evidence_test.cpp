@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <random>
+#include <vector>
 
 namespace gp::routing {
 namespace {
@@ -219,6 +222,151 @@ TEST(CanaryEvidence, RequestsToPassIsShownUntilItPasses) {
   ASSERT_FALSE(r.relative.pass);
   EXPECT_GT(r.requests_to_pass, 500);
   EXPECT_LT(r.requests_to_pass, 50000);
+}
+
+// Latencies as sketch bins: equal values merged, ascending.
+LatencyBins bins(std::vector<double> seconds) {
+  std::sort(seconds.begin(), seconds.end());
+  LatencyBins out;
+  for (const double x : seconds) {
+    if (!out.empty() && out.back().seconds == x)
+      ++out.back().count;
+    else
+      out.push_back({x, 1});
+  }
+  return out;
+}
+
+std::vector<double> lognormal(std::size_t n, double median_seconds, double sigma,
+                              std::mt19937_64& rng) {
+  std::lognormal_distribution<double> d(std::log(median_seconds), sigma);
+  std::vector<double> out(n);
+  for (double& x : out) x = d(rng);
+  return out;
+}
+
+VersionCounts timed(std::uint64_t requests, std::vector<double> seconds) {
+  VersionCounts c = counts(requests, 0);
+  c.latency = bins(std::move(seconds));
+  return c;
+}
+
+EvidencePolicy latency_policy(double ratio) {
+  EvidencePolicy p;
+  p.max_latency_ratio = ratio;
+  return p;
+}
+
+TEST(CanaryEvidence, RankShiftIsMannWhitneyWithTies) {
+  std::mt19937_64 rng(21);
+  std::uniform_int_distribution<int> ms(1, 12);  // few distinct values: many ties
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<double> a(5 + trial % 7);
+    std::vector<double> b(3 + trial % 11);
+    for (double& x : a) x = ms(rng) / 1000.0;
+    for (double& x : b) x = ms(rng) / 1000.0;
+    const double scale = trial % 2 ? 1.0 : 2.0;
+    // Brute force over all pairs, and the tie groups of the pooled sample.
+    double u = 0;
+    for (const double x : a)
+      for (const double y : b) u += x / scale > y ? 1 : x / scale == y ? 0.5 : 0;
+    std::map<double, double> groups;
+    for (const double x : a) ++groups[x / scale];
+    for (const double y : b) ++groups[y];
+    double ties = 0;
+    for (const auto& [v, t] : groups) ties += t * t * t - t;
+    const double n1 = static_cast<double>(a.size());
+    const double n2 = static_cast<double>(b.size());
+    const double n = n1 + n2;
+    const double var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)));
+    const auto r = stats::rank_shift(bins(a), bins(b), scale);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_NEAR(r->shift, u / (n1 * n2) - 0.5, 1e-12) << trial;
+    EXPECT_NEAR(r->variance, var / (n1 * n1 * n2 * n2), 1e-12) << trial;
+  }
+  EXPECT_FALSE(stats::rank_shift({}, bins({0.1}), 1.5).has_value());
+  EXPECT_FALSE(stats::rank_shift(bins({0.1, 0.1}), bins({0.1}), 1.0).has_value());  // all tied
+}
+
+TEST(CanaryEvidence, RankTestFailsASlowCanaryAndPassesAFastOne) {
+  std::mt19937_64 rng(5);
+  CanaryEvidence slow(latency_policy(1.5));
+  CanaryEvidence same(latency_policy(1.5));
+  int slow_failed_at = 0;
+  int same_passed_at = 0;
+  for (int i = 1; i <= 30; ++i) {
+    const std::vector<double> stable = lognormal(1900, 0.05, 0.5, rng);
+    // 2.2x stable's latency against a limit of 1.5x.
+    const EvidenceReading a =
+        slow.add(timed(100, lognormal(100, 0.11, 0.5, rng)), timed(1900, stable), 0.05);
+    if (a.latency_ratio.fail && slow_failed_at == 0) slow_failed_at = i;
+    EXPECT_FALSE(a.latency_ratio.pass);
+    EXPECT_GT(a.rank_probability, 0.5);
+    const EvidenceReading b =
+        same.add(timed(100, lognormal(100, 0.05, 0.5, rng)), timed(1900, stable), 0.05);
+    if (b.latency_ratio.pass && same_passed_at == 0) same_passed_at = i;
+    EXPECT_FALSE(b.latency_ratio.over);
+    EXPECT_NEAR(b.latency_ratio.pass_factor, 1.5, 0);
+  }
+  EXPECT_GE(slow_failed_at, 1);
+  EXPECT_LE(slow_failed_at, 3);
+  EXPECT_GE(same_passed_at, 1);
+  EXPECT_LE(same_passed_at, 3);
+}
+
+// At exactly the limit (canary = 1.5 x stable in distribution) the test is at its null: over
+// many rollouts of many looks it fails at most about alpha of them and passes at most about
+// beta.
+TEST(CanaryEvidence, RankTestAtTheLimitKeepsBothErrorRates) {
+  std::mt19937_64 rng(9);
+  int failed = 0;
+  int passed = 0;
+  constexpr int kRollouts = 300;
+  for (int k = 0; k < kRollouts; ++k) {
+    CanaryEvidence ev(latency_policy(1.5));
+    bool f = false;
+    bool p = false;
+    for (int i = 0; i < 30 && !f && !p; ++i) {
+      const EvidenceReading r = ev.add(timed(40, lognormal(40, 0.075, 0.4, rng)),
+                                       timed(400, lognormal(400, 0.05, 0.4, rng)), 0.1);
+      f = r.latency_ratio.over;
+      p = r.latency_ratio.pass;
+    }
+    failed += f;
+    passed += p;
+  }
+  EXPECT_LE(failed, 4);   // alpha 0.005: 1.5 expected
+  EXPECT_LE(passed, 30);  // beta 0.05: 15 expected
+}
+
+TEST(CanaryEvidence, SlownessSharedByBothVersionsCancels) {
+  std::mt19937_64 rng(13);
+  CanaryEvidence ev(latency_policy(1.2));
+  for (int i = 0; i < 40; ++i) {
+    // Every fifth interval both versions are 4x slower (a slow database).
+    const double median = i % 5 == 0 ? 0.2 : 0.05;
+    const EvidenceReading r = ev.add(timed(200, lognormal(200, median, 0.3, rng)),
+                                     timed(1800, lognormal(1800, median, 0.3, rng)), 0.1);
+    EXPECT_FALSE(r.latency_ratio.over) << i;
+  }
+}
+
+TEST(CanaryEvidence, WarmupAddsNothingButItsOwnBreach) {
+  EvidencePolicy p = policy();
+  p.max_latency_ratio = 1.5;
+  p.judge_latency = true;
+  CanaryEvidence ev(p);
+  VersionCounts c = split(200, 1, 1);
+  c.latency = bins({0.5, 0.6});
+  VersionCounts s = split(2000, 10, 3);
+  s.latency = bins({0.1, 0.2});
+  ev.add(c, s, 0.1);
+  const EvidenceState before = ev.state();
+  c.all.errors = 150;  // a breach in the warm-up interval
+  const EvidenceReading r = ev.add(c, s, 0.1, true);
+  EXPECT_EQ(ev.state(), before);
+  EXPECT_TRUE(r.canary_breach);
+  EXPECT_FALSE(r.relative.fail);  // the accumulated tests did not see this interval
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ config::Rollout policy(std::vector<std::uint32_t> steps_bp = {100, 500, 1000, 25
   p.max_error_rate = 0.01;
   p.failure_limit = 2;
   p.consecutive_successes = 1;
+  p.step_warmup = 0s;  // the warm-up has its own tests
   return p;
 }
 
@@ -352,6 +353,87 @@ TEST(Rollout, LatencyFromTheRequestsOverTheLimit) {
   }
 }
 
+// A window of `requests` at `seconds` each (one sketch bin).
+VersionWindow timed(std::uint64_t requests, double seconds) {
+  VersionWindow w = window(requests, 0, seconds);
+  w.latency = {{seconds * 0.9, requests / 2}, {seconds * 1.1, requests - requests / 2}};
+  return w;
+}
+
+TEST(Rollout, LatencyAgainstStable) {
+  auto p = policy();
+  p.max_latency_ratio = 1.5;
+  {  // 2x stable's latency: fails, with the window's rank probability in the reason.
+    Driver d = start(p, 2500);
+    const auto r = d.tick(timed(500, 0.2), timed(1500, 0.1));
+    EXPECT_EQ(r.judgement->verdict, Verdict::fail) << r.judgement->reason;
+    EXPECT_EQ(
+        r.judgement->reason.rfind("canary's latency above max_latency_ratio 1.5x stable's", 0), 0u)
+        << r.judgement->reason;
+    EXPECT_DOUBLE_EQ(r.judgement->rank_probability, 1);
+    EXPECT_DOUBLE_EQ(r.judgement->max_latency_ratio, 1.5);
+    EXPECT_GE(r.judgement->latency_ratio.evidence, r.judgement->latency_ratio.bar);
+  }
+  {  // As fast as stable: passes.
+    Driver d = start(p, 2500);
+    const auto r = d.tick(timed(1000, 0.1), timed(3000, 0.1));
+    EXPECT_EQ(r.judgement->verdict, Verdict::pass) << r.judgement->reason;
+    EXPECT_NE(r.judgement->reason.find("latency against stable: rules out 1.5x stable's latency"),
+              std::string::npos)
+        << r.judgement->reason;
+  }
+  {  // No latencies on one side: never a pass on the errors alone.
+    Driver d = start(p, 2500);
+    const auto r = d.tick(window(500, 0), timed(1500, 0.1));
+    EXPECT_EQ(r.judgement->verdict, Verdict::inconclusive) << r.judgement->reason;
+    EXPECT_NE(r.judgement->reason.find("no window with latencies on both versions yet"),
+              std::string::npos)
+        << r.judgement->reason;
+  }
+}
+
+TEST(Rollout, WarmupAfterEveryWeightChange) {
+  auto p = policy({500, 10000});
+  p.step_warmup.reset();  // default: one interval
+  Driver d = start(p);
+  auto r = d.tick(kClean);
+  EXPECT_EQ(r.judgement->verdict, Verdict::inconclusive);
+  EXPECT_TRUE(r.judgement->warmup);
+  EXPECT_NE(r.judgement->reason.find("warm-up after the weight change (window 1 of 1)"),
+            std::string::npos)
+      << r.judgement->reason;
+  EXPECT_EQ(d.c.status().step_canary_requests, 0u);  // not the step's evidence
+  EXPECT_FALSE(d.c.status().evidence.relative_active);
+  EXPECT_FALSE(d.c.status().evidence.absolute_active);
+  EXPECT_EQ(d.c.status().evidence.absolute_accept, EvidenceSums{});
+  r = d.tick(kClean);
+  EXPECT_EQ(r.judgement->verdict, Verdict::pass) << r.judgement->reason;
+  EXPECT_FALSE(r.judgement->warmup);
+  EXPECT_EQ(d.c.weight_bp(), 10000u);
+  EXPECT_TRUE(d.tick(kClean).judgement->warmup);  // again after the step
+  EXPECT_EQ(d.tick(kClean).judgement->verdict, Verdict::pass);
+  EXPECT_EQ(d.c.state(), RolloutState::promoted);
+
+  // Two and a half intervals: three windows. 0: none.
+  p.step_warmup = 75s;
+  Driver longer = start(p);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(longer.tick(kClean).judgement->warmup) << i;
+  EXPECT_FALSE(longer.tick(kClean).judgement->warmup);
+  p.step_warmup = 0s;
+  EXPECT_FALSE(start(p).tick(kClean).judgement->warmup);
+}
+
+TEST(Rollout, ABreachFailsDuringTheWarmup) {
+  auto p = policy();
+  p.step_warmup.reset();
+  Driver d = start(p);
+  const auto r = d.tick(window(10, 10));
+  EXPECT_TRUE(r.judgement->warmup);
+  EXPECT_EQ(r.judgement->verdict, Verdict::fail) << r.judgement->reason;
+  EXPECT_EQ(d.tick(window(10, 10)).judgement->verdict, Verdict::fail);
+  EXPECT_EQ(d.c.state(), RolloutState::rolled_back);
+}
+
 TEST(Rollout, JudgementsKeepTheNumbersNextToTheThresholds) {
   auto p = policy();
   p.max_p99_latency = 250ms;
@@ -602,6 +684,10 @@ TEST(Rollout, DefaultPolicyFromConfigWorks) {
   p.steps_bp = {10000};
   Driver d = start(p);
   EXPECT_EQ(d.c.weight_bp(), 10000u);
+  // The default warm-up: the first window after the weight change is not judged.
+  d.tick(window(1000, 0), window(0, 0));
+  EXPECT_EQ(d.c.state(), RolloutState::progressing);
+  EXPECT_NE(d.c.status().last.back().reason.find("warm-up"), std::string::npos);
   d.tick(window(1000, 0), window(0, 0));  // 0 in 1000: rules out the 1% limit
   EXPECT_EQ(d.c.state(), RolloutState::promoted);
 }

@@ -227,7 +227,31 @@ int main(int argc, char** argv) {
       static_cast<long long>(
           std::chrono::duration_cast<std::chrono::seconds>(policy.interval).count()),
       static_cast<unsigned long long>(Traffic{}.total_requests), rollouts, kMaxIntervals);
-  return print_table<gp::routing::RolloutController>(policy, rollouts, scenarios) ? 0 : 2;
+  bool sound = print_table<gp::routing::RolloutController>(policy, rollouts, scenarios);
+
+  // Latency against stable: the rank test on the two versions' sketches.
+  auto ratio_policy = policy;
+  ratio_policy.max_latency_ratio = 1.5;
+  const Latency median_50ms{0.05, 0.5};
+  const Latency median_65ms{0.065, 0.5};
+  const Latency median_100ms{0.1, 0.5};
+  const std::vector<Scenario> latency_scenarios{
+      {"latency as stable's (median 50ms)",
+       {.canary_latency = median_50ms, .stable_latency = median_50ms, .latency_sketch = true},
+       healthy_and_fast()},
+      {"latency 1.3x stable's (within 1.5x)",
+       {.canary_latency = median_65ms, .stable_latency = median_50ms, .latency_sketch = true},
+       healthy()},
+      {"latency 2x stable's",
+       {.canary_latency = median_100ms, .stable_latency = median_50ms, .latency_sketch = true},
+       caught(95)},
+  };
+  std::printf(
+      "\nThe same policy with max_latency_ratio 1.5; latencies lognormal (sigma 0.5 of the log), "
+      "recorded through the proxy's latency sketch:\n\n");
+  sound = print_table<gp::routing::RolloutController>(ratio_policy, rollouts, latency_scenarios) &&
+          sound;
+  return sound ? 0 : 2;
 }
 
 namespace {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "metrics/latency_sketch.hpp"
 #include "routing/canary_evidence.hpp"
 #include "routing/rollout.hpp"
 
@@ -94,6 +95,19 @@ inline std::uint64_t slow_count(std::uint64_t n, const Latency& l, double limit,
   return std::binomial_distribution<std::uint64_t>(n, share)(aux);
 }
 
+// n lognormal latencies as the proxy's sketch records them (rounded to its buckets), as the
+// controller's bins.
+inline routing::LatencyBins sketch_of(std::uint64_t n, const Latency& l, Rng& aux) {
+  std::lognormal_distribution<double> d(std::log(l.median_seconds), l.sigma);
+  metrics::SketchCounts c{};
+  for (std::uint64_t k = 0; k < n; ++k)
+    ++c[metrics::sketch_index(std::chrono::nanoseconds(static_cast<std::int64_t>(d(aux) * 1e9)))];
+  routing::LatencyBins bins;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    if (c[i] != 0) bins.push_back({metrics::sketch_value_seconds(i), c[i]});
+  return bins;
+}
+
 // What the traffic model is asked for: one interval of one rollout at the current weight.
 struct Tick {
   int rollout;   // 0-based index of the rollout within its scenario
@@ -129,6 +143,7 @@ struct Traffic {
   std::optional<Latency> canary_latency = {};  // none: p99 unknown (NaN)
   std::optional<Latency> stable_latency = {};
   double latency_limit_seconds = 0;  // > 0: count the requests slower than this
+  bool latency_sketch = false;       // each version's latencies, for max_latency_ratio
 
   Windows operator()(const Tick& t, Rng& rng) const {
     const Conditions c = environment ? environment(t, rng) : Conditions{};
@@ -161,6 +176,7 @@ struct Traffic {
       v.half_errors = half.errors;
       if (latency && latency_limit_seconds > 0)
         v.slow = slow_count(v.requests, *latency, latency_limit_seconds, aux);
+      if (latency && latency_sketch) v.latency = sketch_of(v.requests, *latency, aux);
     };
     extend(w.canary, canary_latency);
     extend(w.stable, stable_latency);
