@@ -46,8 +46,8 @@
 #include <array>
 #include <cstdint>
 #include <limits>
-#include <optional>
-#include <vector>
+
+#include "routing/rollout_stats.hpp"
 
 namespace gp::routing {
 
@@ -55,13 +55,6 @@ struct Counts {
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
 };
-
-// One bucket of a latency sketch: the latency it stands for and the requests it counts.
-struct LatencyBin {
-  double seconds = 0;
-  std::uint64_t count = 0;
-};
-using LatencyBins = std::vector<LatencyBin>;  // ascending by seconds
 
 // One version in one interval. `half`: the requests (and their errors) of users whose hash falls
 // in the lower half of the hash space; {0, 0} when not measured. `slow`: requests slower than
@@ -180,23 +173,5 @@ class CanaryEvidence {
   EvidencePolicy p_;
   EvidenceState s_;
 };
-
-namespace stats {
-// log P(k | n, p1) - log P(k | n, p0) for a binomial count: k ln(p1/p0) + (n-k) ln((1-p1)/(1-p0)).
-double binomial_llr(double k, double n, double p0, double p1) noexcept;
-// theta(rho) = rho w / (rho w + 1 - w): the canary's share of errors when its rate is rho times
-// stable's and its share of requests is w.
-double error_share(double w, double rho) noexcept;
-
-// Mann-Whitney of `canary` latencies divided by `scale` against `stable` (ties count half, with
-// the tie-corrected variance): P(canary / scale > stable) - 1/2 and its variance under "no
-// difference". nullopt when either side is empty or every latency ties.
-struct RankShift {
-  double shift = 0;
-  double variance = 0;
-};
-std::optional<RankShift> rank_shift(const LatencyBins& canary, const LatencyBins& stable,
-                                    double scale) noexcept;
-}  // namespace stats
 
 }  // namespace gp::routing

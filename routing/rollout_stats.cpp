@@ -1,85 +1,78 @@
 #include "routing/rollout_stats.hpp"
 
+#include <algorithm>
+#include <boost/math/policies/policy.hpp>
+#include <boost/math/special_functions/beta.hpp>
 #include <cmath>
 #include <limits>
 
 namespace gp::routing::stats {
 
 namespace {
-constexpr double kPi = 3.14159265358979323846;
+// Errors become NaN or a clamped value, never an exception or errno: the callers' arguments are
+// checked, and a judgement must not throw.
+namespace policies = boost::math::policies;
+using NoThrow = policies::policy<policies::domain_error<policies::ignore_error>,
+                                 policies::pole_error<policies::ignore_error>,
+                                 policies::overflow_error<policies::ignore_error>,
+                                 policies::evaluation_error<policies::ignore_error>>;
 }  // namespace
 
-double log_gamma(double x) noexcept {
-  // Lanczos (g = 7, n = 9), valid for x > 0. Our own because std::lgamma writes the global
-  // `signgam` and is not thread-safe in glibc.
-  static constexpr double c[] = {
-      0.99999999999980993,  676.5203681218851,     -1259.1392167224028,
-      771.32342877765313,   -176.61502916214059,   12.507343278686905,
-      -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7};
-  if (x < 0.5) return std::log(kPi / std::abs(std::sin(kPi * x))) - log_gamma(1 - x);
-  x -= 1;
-  double a = c[0];
-  const double t = x + 7.5;
-  for (int i = 1; i < 9; ++i) a += c[i] / (x + i);
-  return 0.5 * std::log(2 * kPi) + (x + 0.5) * std::log(t) - t + std::log(a);
+double binomial_llr(double k, double n, double p0, double p1) noexcept {
+  double llr = 0;
+  if (k > 0) llr += k * std::log(p1 / p0);
+  if (n > k) llr += (n - k) * std::log1p(-p1) - (n - k) * std::log1p(-p0);
+  return llr;
 }
 
-namespace {
+double error_share(double w, double rho) noexcept {
+  return rho * w / (rho * w + 1 - w);
+}
 
-// Continued fraction for the incomplete beta (modified Lentz), converging for x < (a+1)/(a+b+2).
-double beta_cf(double a, double b, double x) noexcept {
-  constexpr double kTiny = 1e-300;
-  constexpr double kEps = 1e-15;
-  const double qab = a + b;
-  const double qap = a + 1;
-  const double qam = a - 1;
-  double c = 1;
-  double d = 1 - qab * x / qap;
-  if (std::abs(d) < kTiny) d = kTiny;
-  d = 1 / d;
-  double h = d;
-  // Needs about sqrt(max(a, b)) terms; the cap covers counts into the billions.
-  for (int m = 1; m <= 1000000; ++m) {
-    const double m2 = 2.0 * m;
-    double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-    d = 1 + aa * d;
-    if (std::abs(d) < kTiny) d = kTiny;
-    c = 1 + aa / c;
-    if (std::abs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    h *= d * c;
-    aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-    d = 1 + aa * d;
-    if (std::abs(d) < kTiny) d = kTiny;
-    c = 1 + aa / c;
-    if (std::abs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    const double del = d * c;
-    h *= del;
-    if (std::abs(del - 1) < kEps) break;
+std::optional<RankShift> rank_shift(const LatencyBins& canary, const LatencyBins& stable,
+                                    double scale) noexcept {
+  double n1 = 0;
+  double n2 = 0;
+  for (const LatencyBin& b : canary) n1 += static_cast<double>(b.count);
+  for (const LatencyBin& b : stable) n2 += static_cast<double>(b.count);
+  if (n1 == 0 || n2 == 0 || !(scale > 0)) return std::nullopt;
+  // One pass over both ascending lists, a distinct value at a time: U counts, for every canary
+  // latency, the stable ones below it and half the ones equal to it.
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::size_t i = 0;
+  std::size_t j = 0;
+  double below = 0;
+  double u = 0;
+  double ties = 0;  // sum of t^3 - t over tied groups
+  while (i < canary.size() || j < stable.size()) {
+    const double x = std::min(i < canary.size() ? canary[i].seconds / scale : inf,
+                              j < stable.size() ? stable[j].seconds : inf);
+    const double edge = x + std::abs(x) * 1e-9;  // equal up to the division's rounding
+    double a = 0;
+    double b = 0;
+    for (; i < canary.size() && canary[i].seconds / scale <= edge; ++i)
+      a += static_cast<double>(canary[i].count);
+    for (; j < stable.size() && stable[j].seconds <= edge; ++j)
+      b += static_cast<double>(stable[j].count);
+    u += a * (below + b / 2);
+    below += b;
+    const double t = a + b;
+    ties += t * t * t - t;
   }
-  return h;
-}
-
-}  // namespace
-
-double beta_inc(double a, double b, double x) noexcept {
-  if (std::isnan(x) || std::isnan(a) || std::isnan(b) || a <= 0 || b <= 0)
-    return std::numeric_limits<double>::quiet_NaN();
-  if (x <= 0) return 0;
-  if (x >= 1) return 1;
-  const double log_front =
-      log_gamma(a + b) - log_gamma(a) - log_gamma(b) + a * std::log(x) + b * std::log1p(-x);
-  if (x < (a + 1) / (a + b + 2)) return std::exp(log_front) * beta_cf(a, b, x) / a;
-  return 1 - std::exp(log_front) * beta_cf(b, a, 1 - x) / b;
+  const double n = n1 + n2;
+  const double var_u = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)));
+  if (!(var_u > 0)) return std::nullopt;
+  const double pairs = n1 * n2;
+  return RankShift{u / pairs - 0.5, var_u / (pairs * pairs)};
 }
 
 double binomial_tail(std::uint64_t k, std::uint64_t n, double p) noexcept {
   if (k == 0) return 1;
   if (k > n) return 0;
-  if (p <= 0) return 0;
+  if (!(p > 0)) return 0;
   if (p >= 1) return 1;
-  return beta_inc(static_cast<double>(k), static_cast<double>(n - k) + 1, p);
+  // P(X >= k) = I_p(k, n - k + 1).
+  return boost::math::ibeta(static_cast<double>(k), static_cast<double>(n - k) + 1, p, NoThrow());
 }
 
 }  // namespace gp::routing::stats
