@@ -7,10 +7,6 @@ std::string Address::str() const {
   return host + ":" + std::to_string(port);
 }
 
-const char* to_string(Version v) {
-  return v == Version::canary ? "canary" : "stable";
-}
-
 const Cluster* Config::find_cluster(const std::string& name) const {
   for (const auto& c : clusters)
     if (c.name == name) return &c;

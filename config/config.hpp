@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "config/version.hpp"
+
 namespace gp::config {
 
 using Duration = std::chrono::milliseconds;
@@ -104,9 +106,6 @@ struct Match {
   std::optional<HeaderMatch> header;
   friend bool operator==(const Match&, const Match&) = default;
 };
-
-enum class Version : std::uint8_t { stable = 0, canary = 1 };
-const char* to_string(Version v);
 
 enum class KeySource : std::uint8_t { header, cookie };
 enum class Fallback : std::uint8_t { cookie, client_ip, random };

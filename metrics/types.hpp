@@ -1,5 +1,6 @@
-// Vocabulary shared by the metrics library and its users (proxy, rollout controller): versions,
-// upstream error reasons, the latency bucket layout and the cumulative per-version Snapshot.
+// Vocabulary shared by the metrics library and its users (proxy, rollout controller): the version
+// enum (config/version.hpp), upstream error reasons, the latency bucket layout and the cumulative
+// per-version Snapshot.
 #pragma once
 
 #include <array>
@@ -9,13 +10,14 @@
 #include <limits>
 #include <string_view>
 
+#include "config/version.hpp"
 #include "metrics/latency_sketch.hpp"
 
 namespace gp::metrics {
 
-// The enum values index per-version arrays, so they are fixed.
-enum class Version : std::uint8_t { stable = 0, canary = 1 };
-inline constexpr std::size_t kVersions = 2;
+using config::kVersions;
+using config::to_string;
+using config::Version;
 
 // overflow: refused by the cluster's circuit breaker (limits), nothing was sent.
 // local_overload: the proxy itself ran out of file descriptors for a new upstream connection
@@ -101,10 +103,6 @@ constexpr std::string_view to_string(RejectReason r) noexcept {
 
 // 1xx..5xx.
 inline constexpr std::size_t kCodeClasses = 5;
-
-constexpr std::string_view to_string(Version v) noexcept {
-  return v == Version::canary ? "canary" : "stable";
-}
 
 constexpr std::string_view to_string(UpstreamError e) noexcept {
   switch (e) {

@@ -34,9 +34,6 @@ struct RequestInfo {
   // The user's half of the hash space for the A/A split (metrics::Snapshot::half_requests): even
   // cohort buckets; requests without a bucket (overrides) are in neither half.
   bool aa_half() const { return bucket < 10000 && bucket % 2 == 0; }
-  metrics::Version metric_version() const {
-    return version == config::Version::canary ? metrics::Version::canary : metrics::Version::stable;
-  }
 };
 
 }  // namespace gp::proxy

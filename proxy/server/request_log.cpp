@@ -8,13 +8,13 @@
 namespace gp::proxy {
 
 void record_metrics(Worker& w, const RequestInfo& info, unsigned status) {
-  info.stats().record(w.index(), info.metric_version(), status,
+  info.stats().record(w.index(), info.version, status,
                       std::chrono::steady_clock::now() - info.start, info.aa_half());
 }
 
 void record_request(Worker& w, const RequestInfo& info, unsigned status, std::string_view peer) {
   const auto elapsed = std::chrono::steady_clock::now() - info.start;
-  info.stats().record(w.index(), info.metric_version(), status, elapsed, info.aa_half());
+  info.stats().record(w.index(), info.version, status, elapsed, info.aa_half());
   if (!w.access_log_enabled()) return;
   const std::string upstream = info.upstream.port() ? info.upstream.address().to_string() + ":" +
                                                           std::to_string(info.upstream.port())

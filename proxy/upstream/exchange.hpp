@@ -117,7 +117,7 @@ class Exchange {
   const ClusterRuntime& cluster() const { return info_.snap->clusters[info_.cluster]; }
 
   void upstream_error(metrics::UpstreamError reason) {
-    info_.stats().upstream_error(w_.index(), info_.metric_version(), reason);
+    info_.stats().upstream_error(w_.index(), info_.version, reason);
   }
 
   static ExchangeOutcome error(unsigned status, std::string_view why, bool keep_alive) {
@@ -434,7 +434,7 @@ class Exchange {
 
   void use_retry(RetryState& retry) {
     retry.use_retry();
-    info_.stats().retry(w_.index(), info_.metric_version());
+    info_.stats().retry(w_.index(), info_.version);
   }
 
   // Host for a request that had none: the TLS server name, else the endpoint's address.
