@@ -425,6 +425,16 @@ class RolloutBase(harness.ProxyTestCase):
                   % (timeout, what, seen, load.snapshot() if load else None,
                      summarize(self.rollout().get("judgements", []))))
 
+    def wait_promoted(self):
+        """Under load, waits for a promotion with no failed judgement; returns (judgements,
+        the passes)."""
+        ro, _, js = self.wait_decision(self.load(rate=100, conns=16), 120)
+        self.assertEqual(ro["state"], "promoted", summarize(js))
+        self.assertFalse([j for j in js if j["verdict"] == "fail"], summarize(js))
+        passes = [j for j in js if j["verdict"] == "pass"]
+        self.assertTrue(passes, summarize(js))
+        return js, passes
+
     def wait_decision(self, load, timeout):
         """Waits for promoted or rolled_back; returns (rollout, states seen, judgements)."""
         ro, seen = self.wait_rollout(lambda r, s: r["state"] in ("rolled_back", "promoted"),
@@ -669,21 +679,21 @@ class TestCanaryWithinLatencyLimit(RolloutBase):
     MAX_P99_LATENCY = "200ms"
 
     def test_promoted(self):
-        ro, _, js = self.wait_decision(self.load(rate=100, conns=16), 120)
-        self.assertEqual(ro["state"], "promoted", summarize(js))
-        self.assertFalse([j for j in js if j["verdict"] == "fail"], summarize(js))
-        passes = [j for j in js if j["verdict"] == "pass"]
-        self.assertTrue(passes, summarize(js))
+        js, passes = self.wait_promoted()
         self.assertIn("latency: rules out", passes[-1]["reason"])
 
 
-class TestCanarySlowerThanStable(RolloutBase):
-    """A canary at 3x stable's latency (60 ms against 20 ms) with max_latency_ratio 1.5: the rank
-    test on the two versions' latency sketches fails it; rolled back, never promoted."""
-    CANARY_DELAY_MS = 60
+class LatencyRatioBase(RolloutBase):
+    """Stable answering in 20 ms, the canary judged against it with max_latency_ratio 1.5."""
     STABLE_FAIL_EVERY = 0
     STABLE_DELAY_MS = 20
     MAX_LATENCY_RATIO = 1.5
+
+
+class TestCanarySlowerThanStable(LatencyRatioBase):
+    """A canary at 3x stable's latency (60 ms against 20 ms): the rank test on the two versions'
+    latency sketches fails it; rolled back, never promoted."""
+    CANARY_DELAY_MS = 60
 
     def test_rolled_back_never_promoted(self):
         ro, seen, js = self.wait_decision(self.load(rate=100, conns=16), 60)
@@ -706,20 +716,12 @@ class TestCanarySlowerThanStable(RolloutBase):
                                   check="rank_probability"), 0.9)
 
 
-class TestCanaryAsFastAsStable(RolloutBase):
-    """The same limit with a canary as fast as stable (both 20 ms): promoted, every step passing
-    the rank test."""
+class TestCanaryAsFastAsStable(LatencyRatioBase):
+    """A canary as fast as stable (both 20 ms): promoted, every step passing the rank test."""
     CANARY_DELAY_MS = 20
-    STABLE_FAIL_EVERY = 0
-    STABLE_DELAY_MS = 20
-    MAX_LATENCY_RATIO = 1.5
 
     def test_promoted(self):
-        ro, _, js = self.wait_decision(self.load(rate=100, conns=16), 120)
-        self.assertEqual(ro["state"], "promoted", summarize(js))
-        self.assertFalse([j for j in js if j["verdict"] == "fail"], summarize(js))
-        passes = [j for j in js if j["verdict"] == "pass"]
-        self.assertTrue(passes, summarize(js))
+        js, passes = self.wait_promoted()
         self.assertIn("latency against stable: rules out 1.5x stable's latency",
                       passes[-1]["reason"])
         # Each step begins with a warm-up window that is not judged.
